@@ -1,0 +1,187 @@
+"""SQLite schema of the embedded store, with numbered migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Each entry upgrades the database from version (index) to version (index + 1). Never edit a released
+# entry: add a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+    CREATE TABLE indicators (
+        id TEXT PRIMARY KEY,
+        modified TEXT NOT NULL,
+        created TEXT,
+        spec_version TEXT,
+        valid_from REAL,
+        valid_until REAL,
+        expires_at REAL,
+        expiry_basis TEXT NOT NULL,
+        primary_type TEXT,
+        confidence INTEGER,
+        tlp INTEGER,
+        name TEXT,
+        description TEXT,
+        labels TEXT,
+        pattern TEXT,
+        pattern_type TEXT,
+        composite_reason TEXT,
+        window_start REAL,
+        window_stop REAL,
+        state TEXT NOT NULL,
+        source TEXT NOT NULL,
+        collection TEXT,
+        created_by TEXT,
+        direction TEXT,
+        first_seen REAL NOT NULL,
+        raw TEXT
+    );
+    CREATE INDEX indicators_state ON indicators (state, expires_at);
+
+    CREATE TABLE indicator_sources (
+        indicator_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        collection TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        confidence INTEGER,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        PRIMARY KEY (indicator_id, source, collection)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE indicator_atoms (
+        type TEXT NOT NULL,
+        value TEXT NOT NULL,
+        indicator_id TEXT NOT NULL,
+        display TEXT NOT NULL,
+        role TEXT NOT NULL,
+        context TEXT,
+        PRIMARY KEY (type, value, indicator_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX indicator_atoms_by_indicator ON indicator_atoms (indicator_id);
+
+    CREATE TABLE dirty_atoms (type TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (type, value)) WITHOUT ROWID;
+
+    CREATE TABLE versions (
+        id TEXT NOT NULL,
+        modified TEXT NOT NULL,
+        source TEXT NOT NULL,
+        seen_at REAL NOT NULL,
+        PRIMARY KEY (id, modified, source)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE objects (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        modified TEXT,
+        spec_version TEXT,
+        source TEXT NOT NULL,
+        collection TEXT,
+        raw TEXT NOT NULL
+    );
+
+    CREATE TABLE expired (
+        id TEXT PRIMARY KEY,
+        modified TEXT NOT NULL,
+        source TEXT NOT NULL,
+        collection TEXT,
+        created_by TEXT,
+        atoms TEXT NOT NULL,
+        valid_from REAL,
+        valid_until REAL,
+        reason TEXT NOT NULL,
+        expired_at REAL NOT NULL
+    );
+
+    CREATE TABLE quarantine (
+        qid INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        collection TEXT,
+        object_id TEXT,
+        reason_code TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        raw TEXT,
+        at REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'held',
+        released_at REAL
+    );
+    CREATE INDEX quarantine_object ON quarantine (object_id);
+
+    CREATE TABLE cursors (name TEXT PRIMARY KEY, cursor TEXT, updated_at REAL NOT NULL);
+
+    CREATE TABLE rows (
+        key TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        value TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        UNIQUE (type, value)
+    );
+
+    CREATE TABLE delivered (
+        sink TEXT NOT NULL,
+        key TEXT NOT NULL,
+        type TEXT NOT NULL,
+        value TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        indicator_id TEXT NOT NULL,
+        PRIMARY KEY (sink, key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE sink_state (
+        sink TEXT PRIMARY KEY,
+        generation INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        last_push REAL,
+        last_error TEXT
+    );
+
+    CREATE TABLE sightings (
+        sid INTEGER PRIMARY KEY,
+        dedup TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        value TEXT NOT NULL,
+        atom_type TEXT,
+        indicator_id TEXT,
+        seen_at REAL NOT NULL,
+        count INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        context TEXT,
+        external_id TEXT,
+        status TEXT NOT NULL DEFAULT 'pending',
+        reason TEXT
+    );
+
+    CREATE TABLE runs (
+        run_id INTEGER PRIMARY KEY,
+        command TEXT NOT NULL,
+        started REAL NOT NULL,
+        finished REAL,
+        status TEXT,
+        summary TEXT
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Bring the database to :data:`SCHEMA_VERSION`; return the version it had before.
+
+    Raises:
+        RuntimeError: the database was written by a newer stixbridge.
+    """
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the state database has schema version {version}, newer than this stixbridge understands "
+            f"({SCHEMA_VERSION}); upgrade stixbridge or point it at another state file"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        with connection:
+            connection.executescript(MIGRATIONS[number])
+            connection.execute(f"PRAGMA user_version = {number + 1}")
+    return int(version)

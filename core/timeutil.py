@@ -1,0 +1,60 @@
+"""RFC 3339 timestamps as STIX uses them, parsed to timezone-aware UTC datetimes."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp with 0 to 9 fractional digits and ``Z`` or an offset.
+
+    Digits past the sixth are dropped because ``datetime`` keeps microseconds; two timestamps that differ
+    only in nanoseconds therefore compare equal.
+
+    Raises:
+        ValueError: the text is not an RFC 3339 timestamp; the message quotes it.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"timestamp must be a string, got {type(text).__name__}: {text!r}")
+    match = _RFC3339.match(text)
+    if match is None:
+        raise ValueError(f"invalid timestamp {text!r}: expected RFC 3339 such as '2024-05-02T08:00:00.000Z'")
+
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    if zone in ("Z", "z"):
+        offset = timedelta(0)
+    else:
+        sign = 1 if zone[0] == "+" else -1
+        offset = sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    try:
+        local = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=UTC)
+    except ValueError as exc:
+        raise ValueError(f"invalid timestamp {text!r}: {exc}") from exc
+    return local - offset
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Format a datetime as STIX does: UTC, millisecond precision, ``Z`` suffix."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def to_epoch(moment: datetime) -> float:
+    """Return seconds since the Unix epoch."""
+    return moment.timestamp()
+
+
+def from_epoch(seconds: float) -> datetime:
+    """Return the UTC datetime for seconds since the Unix epoch."""
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def utcnow() -> datetime:
+    """Return the current time in UTC; the one clock the engine reads, so tests can replace it."""
+    return datetime.now(tz=UTC)
