@@ -59,7 +59,8 @@ def build_client(
 
     Raises:
         MissingExtraError: the ``elasticsearch`` package is not installed.
-        ConfigError: ``ca_bundle`` names a file that does not exist.
+        ConfigError: ``ca_bundle`` names a file that does not exist, or the client refuses the settings
+            (a malformed ``cloud_id``, for example).
     """
     module: Any = require("elasticsearch", "elastic", "elastic")
 
@@ -96,7 +97,11 @@ def build_client(
         options["verify_certs"] = False
         options["ssl_show_warn"] = False
 
-    return module.Elasticsearch(**options)
+    try:
+        return module.Elasticsearch(**options)
+    except ValueError as exc:
+        key = "cloud_id" if settings.cloud_id else "hosts"
+        raise ConfigError(f"cannot use these Elasticsearch connection settings: {exc}", key=key) from exc
 
 
 def translate_error(exc: Exception, action: str) -> StixbridgeError:

@@ -73,6 +73,12 @@ class ElasticConnectionSettings(Settings):
                     key=f"{where}.hosts[{number}]",
                 )
 
+        if self.ca_bundle and any(urlsplit(host).scheme != "https" for host in self.hosts):
+            raise ConfigError(
+                f"{where} sets ca_bundle but not every host uses https; use https:// URLs or drop ca_bundle",
+                key=f"{where}.ca_bundle",
+            )
+
         kinds = [name for name, value in self._auth_values().items() if value]
         if len(kinds) > 1:
             raise ConfigError(

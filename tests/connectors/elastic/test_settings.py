@@ -60,6 +60,7 @@ def test_defaults() -> None:
         ({"kibana_url": "kibana:5601"}, "kibana_url", "'kibana:5601'"),
         ({"timeout": 0}, "timeout", "positive"),
         ({"username": "elastic"}, "password", "without 'password'"),
+        ({"ca_bundle": "ca.pem"}, "ca_bundle", "https"),
     ],
 )
 def test_invalid_sink_settings(data: dict[str, Any], key: str, words: str) -> None:
