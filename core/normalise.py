@@ -120,6 +120,7 @@ def normalise_item(
         record = normalise_indicator(obj, provenance, feed)
     except InvalidInputError as exc:
         return _reject(item, str(exc), exc.reason_code)
+    record.raw_text = item.raw_text
     return Normalised(indicator=record)
 
 
@@ -203,7 +204,7 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
         pattern=pattern,
         pattern_type=pattern_type if isinstance(pattern_type, str) else "stix",
         provenance=provenance,
-        raw=dict(obj),
+        raw=obj if isinstance(obj, dict) else dict(obj),
     )
     if record.pattern_type != "stix":
         record.composite_reason = f"pattern_type {record.pattern_type!r} is not a STIX pattern; kept, not matched"
