@@ -644,8 +644,9 @@ _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 # Both hashes may be empty: the ssdeep of empty input is "3::".
 _SSDEEP_RE = re.compile(r"([0-9]{1,10}):([A-Za-z0-9/+]{0,64}):([A-Za-z0-9/+]{0,64})")
 _SSDEEP_MIN_BLOCKSIZE = 3
-# TLSH: 70 hex digits (1-byte checksum) or 72 (3-byte checksum), optionally after the version prefix T1.
-_TLSH_RE = re.compile(r"(?:[Tt]1)?(?:[0-9A-Fa-f]{70}|[0-9A-Fa-f]{72})")
+# TLSH with the default 128 buckets and 1-byte checksum: 35 bytes as 70 hex digits. Since TLSH 4.5 the
+# digest starts with the version prefix 'T1' (72 characters); older tools print it without.
+_TLSH_RE = re.compile(r"(?:[Tt]1)?[0-9A-Fa-f]{70}")
 
 
 def canonical_hash_algorithm(key: str) -> str | None:
@@ -696,7 +697,7 @@ def _ssdeep_atom(value: object) -> Atom:
         )
     blocksize = int(match.group(1))
     multiple, remainder = divmod(blocksize, _SSDEEP_MIN_BLOCKSIZE)
-    if remainder or multiple & (multiple - 1):
+    if remainder or multiple == 0 or multiple & (multiple - 1):
         raise AtomError(
             f"SSDEEP blocksize {blocksize} is not 3 times a power of two: {_quote(raw)}",
             atom_type=AtomType.SSDEEP,
@@ -711,11 +712,13 @@ def _tlsh_atom(value: object) -> Atom:
 
     if not _TLSH_RE.fullmatch(text):
         raise AtomError(
-            f"TLSH needs 70 or 72 hex characters, optionally after 'T1', got {len(text)} characters: {_quote(raw)}",
+            f"TLSH needs 70 hex characters, optionally after the prefix 'T1', got {len(text)} characters: "
+            f"{_quote(raw)}",
             atom_type=AtomType.TLSH,
             value=raw,
         )
-    # The reference implementation prints upper-case hex; the case carries no meaning.
+    # Hex case carries no meaning, and TLSH implementations print upper case (T1F7D0...), so feeds that
+    # lower-case the digest still give the same atom.
     canonical = text.upper()
     return Atom(AtomType.TLSH, canonical, canonical)
 
@@ -728,8 +731,8 @@ _SERIAL_SEPARATORS = str.maketrans("", "", ": -")
 def _x509_serial_atom(value: object) -> Atom:
     """Build a certificate serial atom: upper-case hex without separators, as ECS x509.serial_number asks.
 
-    A serial of digits only is taken as hex digits, as STIX writes serials; a decimal serial from a
-    producer that prints them in base 10 therefore gives a different atom.
+    A serial of digits only is taken as hex digits, as the STIX 2.1 examples write serials in hex. A
+    producer that prints serials in decimal therefore gives a different atom for the same certificate.
     """
     raw = _text(value, AtomType.X509_SERIAL)
     text = raw.strip()
@@ -747,7 +750,8 @@ def _x509_serial_atom(value: object) -> Atom:
     return Atom(AtomType.X509_SERIAL, canonical, canonical)
 
 
-# Hive spellings, upper-cased, mapped to the full names that STIX 2.1 requires in windows-registry-key:key.
+# Hive spellings, upper-cased, mapped to full names. The STIX 2.1 JSON schema (as bundled with
+# stix2-validator 3.3.2) rejects a windows-registry-key:key that starts with HKLM, HKCC, HKCR, HKCU or HKU.
 _REGISTRY_HIVES = {
     "HKEY_LOCAL_MACHINE": "HKEY_LOCAL_MACHINE",
     "HKLM": "HKEY_LOCAL_MACHINE",
@@ -795,9 +799,10 @@ def _split_hive(key: str) -> tuple[str | None, str]:
 def _registry_key_atom(value: object) -> Atom:
     """Build a registry key atom: the hive spelled out in full, the rest with its case preserved.
 
-    STIX 2.1 asks for the full hive name and a case-preserved key. Windows compares keys without
-    regard to case, but Elasticsearch keyword fields compare with it, so lower-casing here would stop
-    Elastic matches; a sink that matches without case lower-cases on write instead.
+    The STIX 2.1 JSON schema rejects abbreviated hives in ``windows-registry-key:key``. Windows
+    compares keys without regard to case, but Elasticsearch keyword fields compare with it, so
+    lower-casing here would stop Elastic matches. A sink that matches without case (a Splunk lookup
+    with ``case_sensitive_match = false``) lower-cases on write instead.
     """
     text = _stripped(value, AtomType.REGISTRY_KEY, "registry key")
 

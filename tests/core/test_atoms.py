@@ -289,19 +289,22 @@ def test_ssdeep_shape_checked(value: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [TLSH_DIGEST, TLSH_DIGEST[2:], TLSH_DIGEST[2:] + "AB", "t1" + TLSH_DIGEST[2:].lower()],
+    [TLSH_DIGEST, TLSH_DIGEST[2:], "t1" + TLSH_DIGEST[2:].lower(), f" {TLSH_DIGEST} "],
 )
 def test_tlsh_upper_cased(value: str) -> None:
     atom = file_hash("TLSH", value)
 
     assert atom is not None
     assert atom.type is AtomType.TLSH
-    assert atom.value == value.upper()
+    assert atom.value == value.strip().upper()
 
 
-@pytest.mark.parametrize("value", [TLSH_DIGEST[:-1], TLSH_DIGEST[2:-1], "T2" + TLSH_DIGEST[2:], TLSH_DIGEST[:-1] + "G"])
+@pytest.mark.parametrize(
+    "value",
+    [TLSH_DIGEST[:-1], TLSH_DIGEST[2:-1], TLSH_DIGEST + "AB", "T2" + TLSH_DIGEST[2:], TLSH_DIGEST[:-1] + "G"],
+)
 def test_tlsh_shape_checked(value: str) -> None:
-    with pytest.raises(AtomError, match="TLSH needs 70 or 72 hex characters"):
+    with pytest.raises(AtomError, match="TLSH needs 70 hex characters, optionally after the prefix 'T1'"):
         file_hash("TLSH", value)
 
 
