@@ -364,6 +364,7 @@ def test_file_hash_keeps_colons_invalid() -> None:
     ("value", "expected"),
     [
         ("36:f7:d4:32:f4:ab:70:ea:d3:ce:98:6e:ea:99:93:49:32:0a:b7:06", "36F7D432F4AB70EAD3CE986EEA999349320AB706"),
+        ("4c:0b:1d:19:74:86:a7:66:b4:1a:bf:40:27:21:76:28", "4C0B1D197486A766B41ABF4027217628"),
         ("0x0C9CE3AD", "0C9CE3AD"),
         ("0c 9c e3 ad", "0C9CE3AD"),
         ("55FBB9C7DEBF09809D12CCAA", "55FBB9C7DEBF09809D12CCAA"),
@@ -404,7 +405,7 @@ def test_ipv4_host_bits_rejected_naming_network() -> None:
     assert caught.value.atom_type is AtomType.IPV4_CIDR
 
 
-def test_ipv4_host_bits_error_for_example_in_brief() -> None:
+def test_ipv4_host_bits_message_suggests_network() -> None:
     with pytest.raises(AtomError, match=r"write the network 198\.51\.100\.0/24"):
         ip("198.51.100.7/24")
 
@@ -542,7 +543,7 @@ def test_idn_original_only_when_encoding_changed_value() -> None:
 
 
 def test_idn_uses_idna_2008() -> None:
-    # IDNA 2003 maps 'ß' to 'ss'; IDNA 2008 keeps it, so this name differs from fass.de.
+    # IDNA 2003 maps 'ß' to 'ss', but IDNA 2008 keeps it, so this name differs from fass.de.
     atom = domain("faß.de")
 
     assert atom == Atom(AtomType.DOMAIN, "xn--fa-hia.de", "faß.de")
@@ -554,6 +555,10 @@ def test_idn_ideographic_full_stop_is_separator() -> None:
     assert atom is not None
     assert atom.value == "xn--r8jz45g.xn--zckzah"
     assert atom.display == "例え.テスト"
+
+
+def test_idn_trailing_ideographic_full_stop_removed() -> None:
+    assert domain("例え。テスト。") == domain("例え.テスト")
 
 
 def test_idn_label_with_underscore_next_to_unicode_label() -> None:

@@ -57,7 +57,7 @@ def test_refang_leaves_live_value_unchanged(value: str) -> None:
 
 
 def test_refang_keeps_parentheses_in_url_path() -> None:
-    # A URL path may hold '(' and ')' literally, so only the host part is refanged for them.
+    # A URL path may contain '(' and ')' literally, so only the host part is refanged for them.
     assert refang("hxxp://example(.)com/a(.)b?q=(dot)") == ("http://example.com/a(.)b?q=(dot)", True)
 
 
@@ -66,7 +66,7 @@ def test_refang_replaces_brackets_in_url_path() -> None:
     assert refang("http://example.com/file[.]php") == ("http://example.com/file.php", True)
 
 
-def test_refang_keeps_host_part_of_schemeless_value() -> None:
+def test_refang_schemeless_value_host_only() -> None:
     assert refang("example(.)com/a(.)b") == ("example.com/a(.)b", True)
 
 
