@@ -807,14 +807,21 @@ def _registry_key_atom(value: object) -> Atom:
     compares keys without regard to case, but Elasticsearch keyword fields compare with it, so
     lower-casing here would stop Elastic matches. A sink that matches without case (a Splunk lookup
     with ``case_sensitive_match = false``) lower-cases on write instead.
+
+    Trailing backslashes are removed. Reports write ``...\\Services\\Name\\`` to mark a key, but a key
+    name cannot contain a backslash (Windows registry rules), so a path that ends in one names no key.
     """
     text = _stripped(value, AtomType.REGISTRY_KEY, "registry key")
 
     hive, rest = _split_hive(text)
     if hive is None:
-        # NOTE: a key without a known hive is kept as given; it can only match events written the same way.
-        return Atom(AtomType.REGISTRY_KEY, text, text)
-    return Atom(AtomType.REGISTRY_KEY, hive + rest, text)
+        key = text.rstrip("\\")
+    else:
+        key = hive + rest.rstrip("\\")
+    if not key:
+        raise AtomError(f"registry key {_quote(value)} has no key name", atom_type=AtomType.REGISTRY_KEY, value=value)
+    # NOTE: a key without a known hive is kept as given, so it can only match events written the same way.
+    return Atom(AtomType.REGISTRY_KEY, key, text)
 
 
 def registry_key_aliases(key: str) -> tuple[str, ...]:

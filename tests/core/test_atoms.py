@@ -890,6 +890,12 @@ def test_mutex_with_bracket_marker_untouched() -> None:
         ("\\Registry\\User\\S-1-5-18\\Software", "HKEY_USERS\\S-1-5-18\\Software"),
         ("HKLM", "HKEY_LOCAL_MACHINE"),
         ("  HKLM\\Software  ", "HKEY_LOCAL_MACHINE\\Software"),
+        (
+            "HKLM\\SYSTEM\\CurrentControlSet\\Services\\BitStreamSvc\\",
+            "HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Services\\BitStreamSvc",
+        ),
+        ("HKLM\\", "HKEY_LOCAL_MACHINE"),
+        ("\\REGISTRY\\MACHINE\\", "HKEY_LOCAL_MACHINE"),
     ],
 )
 def test_registry_hive_spelled_out(given: str, expected: str) -> None:
@@ -913,6 +919,12 @@ def test_registry_key_without_known_hive_kept(value: str) -> None:
 def test_registry_key_empty_rejected() -> None:
     with pytest.raises(AtomError, match="registry key is empty"):
         registry_key(" ")
+    with pytest.raises(AtomError, match="has no key name"):
+        registry_key("\\\\")
+
+
+def test_registry_key_without_hive_loses_trailing_backslash() -> None:
+    assert registry_key("Software\\Run\\") == Atom(AtomType.REGISTRY_KEY, "Software\\Run", "Software\\Run\\")
 
 
 def test_registry_key_aliases() -> None:
