@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import pattern_corpus
 import pytest
+
 from stixbridge.patterns import (
     STRING_FORM,
     Comparison,
@@ -30,6 +30,7 @@ from stixbridge.patterns import (
 )
 from stixbridge.patterns.hashes import canonical_hash_name, is_hash_path
 from stixbridge.patterns.lexer import WHITESPACE, tokenize
+from tests.core.patterns import pattern_corpus
 
 validator = pytest.importorskip("stix2patterns.validator")
 

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
+
 from stixbridge.patterns import (
     MAX_DISTRIBUTED_ALTERNATIVES,
     STRING_FORM,

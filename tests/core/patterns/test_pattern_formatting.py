@@ -6,8 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import pattern_corpus
 import pytest
+
 from stixbridge.patterns import (
     Comparison,
     Observation,
@@ -20,6 +20,7 @@ from stixbridge.patterns import (
     parse_pattern,
 )
 from stixbridge.patterns.parser import parse_full
+from tests.core.patterns import pattern_corpus
 
 # Values that producers put into pattern literals, and the literal STIX text they must become.
 ESCAPED_VALUES = [

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from stixbridge.patterns import (
     MAX_NESTING_DEPTH,
     STRING_FORM,
