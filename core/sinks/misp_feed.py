@@ -206,6 +206,7 @@ class MispFeedSink(Sink):
             if existing.get("uuid") == attribute_uuid:
                 if _without_timestamp(existing) == _without_timestamp(attribute):
                     return ""
+                attribute["timestamp"] = _later_timestamp(existing.get("timestamp"), now)
                 attributes[index] = attribute
                 return event_uuid
         attributes.append(attribute)
@@ -227,7 +228,12 @@ class MispFeedSink(Sink):
                 del attributes[index]
                 del self._event_of_attribute[attribute_uuid]
             elif not existing.get("deleted"):
-                attributes[index] = {**existing, "deleted": True, "to_ids": False, "timestamp": _epoch_text(now)}
+                attributes[index] = {
+                    **existing,
+                    "deleted": True,
+                    "to_ids": False,
+                    "timestamp": _later_timestamp(existing.get("timestamp"), now),
+                }
             else:
                 return ""
             return event_uuid
@@ -244,8 +250,9 @@ class MispFeedSink(Sink):
             "published": True,
             "protected": False,
             "extends_uuid": "",
-            "timestamp": _epoch_text(now),
-            "publish_timestamp": _epoch_text(now),
+            # Set when the event is written.
+            "timestamp": "0",
+            "publish_timestamp": "0",
             "Orgc": {"name": self.feed_settings.org_name, "uuid": str(self.namespace)},
             "Tag": [_tag(f'stixbridge:collection="{collection}"')],
             "Attribute": [],
@@ -290,8 +297,8 @@ class MispFeedSink(Sink):
             self._prune_deleted(event, now)
             event["Attribute"].sort(key=lambda a: (a["type"], a["value"], a["uuid"]))
             event["Tag"] = _event_tags(event)
-            event["timestamp"] = _epoch_text(now)
-            event["publish_timestamp"] = _epoch_text(now)
+            event["timestamp"] = _later_timestamp(event.get("timestamp"), now)
+            event["publish_timestamp"] = event["timestamp"]
             write_text_atomic(self.folder / f"{event_uuid}.json", _dump({"Event": event}))
 
         if changed:
@@ -390,6 +397,20 @@ def _hashes_text(events: dict[str, dict[str, Any]]) -> str:
 
 def _without_timestamp(attribute: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attribute.items() if k != "timestamp"}
+
+
+def _later_timestamp(previous: Any, now: datetime) -> str:
+    """Return ``now`` as a MISP timestamp, or one second past ``previous`` when that is not earlier.
+
+    MISP takes an event or attribute from a feed only when its timestamp is newer than its own copy, so
+    a second change within the same second, or after the clock went back, still needs a larger one.
+    """
+    current = int(now.timestamp())
+    try:
+        current = max(current, int(previous) + 1)
+    except (TypeError, ValueError):
+        pass
+    return str(current)
 
 
 def _epoch_text(moment: datetime) -> str:
