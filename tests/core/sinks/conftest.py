@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from filesink_fixtures import Clock
+
 from stixbridge.connector import ConnectorContext
+from tests.core.sinks.filesink_fixtures import Clock
 
 
 @pytest.fixture

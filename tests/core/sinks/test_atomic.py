@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from stixbridge.sinks import atomic
 from stixbridge.sinks.atomic import TEMP_SUFFIX, atomic_writer, resolve_output_path, write_text_atomic
 

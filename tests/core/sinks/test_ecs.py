@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from filesink_fixtures import ATOM_EXAMPLES, INDICATOR_ID, NOW, build_row
+
 from stixbridge.sinks.ecs import ECS_INDICATOR_TYPES, ECS_UNSUPPORTED, ecs_confidence, ecs_document
 from stixbridge.tlp import Tlp
+from tests.core.sinks.filesink_fixtures import ATOM_EXAMPLES, INDICATOR_ID, NOW, build_row
 
 
 def indicator_of(atom_type: str, value: str | None = None, **overrides) -> dict:

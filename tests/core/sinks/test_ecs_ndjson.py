@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from filesink_fixtures import Clock, age_files, build_row, delivered, read_mtimes
+
 from stixbridge import plugins
 from stixbridge.connector import ConnectorContext
 from stixbridge.errors import ConfigError
@@ -15,6 +15,7 @@ from stixbridge.settings import build_settings
 from stixbridge.sinks import atomic
 from stixbridge.sinks.ecs import ecs_document
 from stixbridge.sinks.ecs_ndjson import DEFAULT_INDEX, EcsNdjsonSettings, EcsNdjsonSink
+from tests.core.sinks.filesink_fixtures import Clock, age_files, build_row, delivered, read_mtimes
 
 
 def make_sink(context: ConnectorContext, path: str = "bulk", index: str = DEFAULT_INDEX) -> EcsNdjsonSink:

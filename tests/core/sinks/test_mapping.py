@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from filesink_fixtures import ATOM_EXAMPLES
+
 from stixbridge.sinks.mapping import (
     ES_COLLECTION_FIELDS,
     ES_COLLECTIONS,
@@ -15,6 +15,7 @@ from stixbridge.sinks.mapping import (
     misp_value,
     splunk_value,
 )
+from tests.core.sinks.filesink_fixtures import ATOM_EXAMPLES
 
 
 def test_every_atom_type_has_an_es_answer() -> None:

@@ -10,8 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from filesink_fixtures import Clock, age_files, build_row, delivered, read_mtimes
 from pymisp import MISPEvent
+
 from stixbridge import plugins
 from stixbridge.connector import ConnectorContext
 from stixbridge.errors import ConfigError
@@ -20,6 +20,7 @@ from stixbridge.settings import build_settings
 from stixbridge.sinks import atomic
 from stixbridge.sinks.misp_feed import MispFeedSettings, MispFeedSink
 from stixbridge.tlp import Tlp
+from tests.core.sinks.filesink_fixtures import Clock, age_files, build_row, delivered, read_mtimes
 
 ORG_UUID = "5f6e7d8c-1a2b-4c3d-9e8f-0a1b2c3d4e5f"
 

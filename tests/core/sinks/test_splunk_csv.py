@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from filesink_fixtures import ATOM_EXAMPLES, MODIFIED, VALID_FROM, age_files, build_row, delivered, read_mtimes
+
 from stixbridge import plugins
 from stixbridge.connector import ConnectorContext
 from stixbridge.errors import ConfigError
@@ -15,6 +15,15 @@ from stixbridge.settings import build_settings
 from stixbridge.sinks import atomic
 from stixbridge.sinks.mapping import ES_COLLECTION_FIELDS, ES_COLLECTIONS
 from stixbridge.sinks.splunk_csv import SplunkCsvSettings, SplunkCsvSink
+from tests.core.sinks.filesink_fixtures import (
+    ATOM_EXAMPLES,
+    MODIFIED,
+    VALID_FROM,
+    age_files,
+    build_row,
+    delivered,
+    read_mtimes,
+)
 
 
 def make_sink(context: ConnectorContext, path: str = "lookups") -> SplunkCsvSink:
