@@ -9,8 +9,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from ..atoms import registry_key_aliases
+
 IP_TYPES = frozenset({"ipv4", "ipv6"})
 CIDR_TYPES = frozenset({"ipv4-cidr", "ipv6-cidr"})
+
+
+
+def spelled_keys(key: str, atom_type: str, value: str) -> list[tuple[str, str]]:
+    """Return one (row key, value) pair per spelling that a sink matching exactly writes as its own row.
+
+    A registry key is reported under several hive spellings (``HKEY_LOCAL_MACHINE\\``, ``HKLM\\``,
+    ``\\REGISTRY\\MACHINE\\``), so it gets one row each; the first pair is the canonical value under
+    ``key`` itself and the others use ``<key>-1``, ``<key>-2``... Any other atom gives ``[(key, value)]``.
+    The pairs depend only on the arguments, so a delete finds every row again from the delivered value.
+    """
+    spellings = registry_key_aliases(value) if atom_type == "registry-key" else (value,)
+    return [(key if index == 0 else f"{key}-{index}", spelling) for index, spelling in enumerate(spellings)]
+
 
 # Splunk Enterprise Security threat-intelligence collections.
 
