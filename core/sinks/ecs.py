@@ -4,8 +4,8 @@ The ECS NDJSON file sink and the Elasticsearch connector both build their docume
 indicator looks the same whichever way it reaches Elasticsearch. Field names follow ECS 8.16 or later
 (``threat.indicator.id`` is new in 8.16). Elastic's prebuilt indicator-match rules read only documents
 with ``event.kind: enrichment``, ``event.category: threat``, ``event.type: indicator``, an
-``event.module`` starting with ``ti_`` and an ``@timestamp`` in the last 30 days, so a document carries
-all of them and ``@timestamp`` is the time it was written, not the time the indicator was made.
+``event.module`` starting with ``ti_`` and an ``@timestamp`` in the last 30 days. Every document carries
+all of them, and ``@timestamp`` is the time it was written, not the time the indicator was made.
 """
 
 from __future__ import annotations

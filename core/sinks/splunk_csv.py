@@ -4,17 +4,19 @@ One file per collection (``ip_intel.csv``, ``http_intel.csv``...) in the configu
 columns ES's own lookups use (:data:`~stixbridge.sinks.mapping.ES_COLLECTION_FIELDS`), so a lookup
 definition or ES's "Local ... Intel" upload can read them as they are.
 
-The files are the sink's state. The engine passes only the rows that changed; the sink reads each
-file it touches once, applies the changes and replaces the file atomically before :meth:`push`
-returns, so a key reported as written is on disk. A file whose rows did not change is not rewritten.
+The files are the sink's state. The engine passes only the rows that changed, so the sink reads each
+file it touches once, applies the changes and replaces the file atomically. That happens before
+:meth:`push` returns, so a key reported as written is on disk. A file whose rows did not change is
+not rewritten.
 
 Splunk's CSV rules, as this sink writes them: UTF-8 without a byte-order mark, a header row, ``\\n``
 line ends, and fields quoted with ``"`` (a quote inside doubled) when they contain a comma, a quote
 or a line break. Splunk reads a quoted line break as a separator between the values of a multivalue
 field, so descriptions are folded to one line and a value containing a line break is skipped.
 
-A registry key gets one row per hive spelling (``HKEY_LOCAL_MACHINE\\``, ``HKLM\\``, ``\\REGISTRY\\MACHINE\\``)
-because a lookup matches the spelling exactly; see :func:`~stixbridge.sinks.mapping.spelled_keys`.
+A registry key gets one row per hive spelling (``HKEY_LOCAL_MACHINE\\``, ``HKLM\\``,
+``\\REGISTRY\\MACHINE\\``), because a lookup matches the spelling exactly. See
+:func:`~stixbridge.sinks.mapping.spelled_keys`.
 """
 
 from __future__ import annotations
