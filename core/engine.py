@@ -259,7 +259,9 @@ class Engine:
 def _fingerprint(entry: ConnectorEntry) -> str:
     """Digest of a sink's kind and settings; a change forces a full comparison with what it holds."""
     settings = {k: repr(v) for k, v in vars(entry.connector.settings).items()}
-    text = repr((entry.kind, sorted(mask_mapping(settings).items())))  # type: ignore[union-attr]
+    masked = mask_mapping(settings)
+    assert isinstance(masked, dict)
+    text = repr((entry.kind, sorted(masked.items())))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -198,8 +198,8 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
         revoked=obj.get("revoked") is True,
         confidence=confidence,
         tlp=None if tlp is None else int(tlp),
-        name=obj.get("name") if isinstance(obj.get("name"), str) else "",
-        description=obj.get("description") if isinstance(obj.get("description"), str) else "",
+        name=_text(obj, "name"),
+        description=_text(obj, "description"),
         labels=labels,
         pattern=pattern,
         pattern_type=pattern_type if isinstance(pattern_type, str) else "stix",
@@ -212,6 +212,11 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
 
     _extract_atoms(record)
     return record
+
+
+def _text(obj: Mapping[str, Any], name: str) -> str:
+    value = obj.get(name)
+    return value if isinstance(value, str) else ""
 
 
 def _extract_atoms(record: IndicatorRecord) -> None:
