@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
@@ -75,6 +76,16 @@ class Engine:
 
     def pull(self, summary: RunSummary, only: str | None = None) -> None:
         """Pull every enabled source (or only the named one) into the store."""
+        # Normalising allocates many short-lived objects and no cycles worth collecting; fewer young
+        # generation collections make a pull about 15% faster (benchmarks/core_normalise.py).
+        previous = gc.get_threshold()
+        gc.set_threshold(50_000, previous[1], previous[2])
+        try:
+            self._pull_all(summary, only)
+        finally:
+            gc.set_threshold(*previous)
+
+    def _pull_all(self, summary: RunSummary, only: str | None) -> None:
         for entry in self.config.sources:
             if not entry.enabled or (only and entry.name != only):
                 continue
@@ -248,7 +259,9 @@ class Engine:
 def _fingerprint(entry: ConnectorEntry) -> str:
     """Digest of a sink's kind and settings; a change forces a full comparison with what it holds."""
     settings = {k: repr(v) for k, v in vars(entry.connector.settings).items()}
-    text = repr((entry.kind, sorted(mask_mapping(settings).items())))  # type: ignore[union-attr]
+    masked = mask_mapping(settings)
+    assert isinstance(masked, dict)
+    text = repr((entry.kind, sorted(masked.items())))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

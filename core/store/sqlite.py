@@ -266,7 +266,7 @@ class SqliteStore(Store):
                     r.provenance.created_by,
                     r.observed_direction,
                     now_s,
-                    None if r.raw is None else json.dumps(r.raw, separators=(",", ":")),
+                    r.raw_text or (None if r.raw is None else json.dumps(r.raw, separators=(",", ":"))),
                 )
             )
             for atom in r.atoms:
