@@ -49,6 +49,7 @@ class SplunkClient:
 
     Building the object touches no network; the first request logs in (for username and password).
     ``requests`` and ``bytes_sent`` count every HTTP request that reached the wire, retries included.
+    ``sleep`` waits between retries; tests replace it to run without pauses.
     """
 
     def __init__(
@@ -62,8 +63,12 @@ class SplunkClient:
         self.connector = connector
         self.requests = 0
         self.bytes_sent = 0
-        self._sleep = sleep
+        self.sleep = sleep
         self._service: Any = None
+
+    def reset(self) -> None:
+        """Drop the connection and session; the next request connects and logs in again."""
+        self._service = None
 
     @property
     def service(self) -> Any:
@@ -162,7 +167,7 @@ class SplunkClient:
             wait=self._wait,
             retry=retry_if_exception_type(TransientError),
             reraise=True,
-            sleep=self._sleep,
+            sleep=self.sleep,
             before_sleep=self._log_retry,
         )
         return retrying(self._attempt, what, path, request, size)

@@ -107,7 +107,7 @@ class SplunkSightingsReader(SightingsReader):
 
     def close(self) -> None:
         """Forget the connection."""
-        self.client = SplunkClient(self.config, connector="splunk")
+        self.client.reset()
 
     def search_text(self) -> str:
         """Return the SPL that finds the hits of stixbridge rows, oldest first."""

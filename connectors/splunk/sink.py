@@ -121,7 +121,7 @@ class SplunkSink(Sink):
 
     def close(self) -> None:
         """Forget the connection; splunkd sessions expire on their own."""
-        self.client = SplunkClient(self.config, connector="splunk")
+        self.client.reset()
         self._limits = None
         self._collections.clear()
         self._checked.clear()

@@ -63,6 +63,8 @@ class RequestRecord:
     params: dict[str, str]
     body_size: int
     status: int = 0
+    raw_target: str = ""
+    """The request target as sent, still percent-encoded, with its query string."""
 
 
 @dataclass
@@ -246,7 +248,7 @@ class FakeSplunk:
         # splunkd reads a POST body as form fields unless it is declared JSON (KV store data).
         if body and method == "POST" and "application/json" not in content_type:
             params.update({k: v[-1] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()})
-        record = RequestRecord(method, unquote(parts.path), params, len(body))
+        record = RequestRecord(method, unquote(parts.path), params, len(body), raw_target=raw_path)
         with self._lock:
             self.log.append(record)
         json_mode = params.get("output_mode") == "json"
@@ -362,12 +364,12 @@ class FakeSplunk:
             if (app, name) not in self.collections:
                 raise FakeSplunkError(404, f"Could not find object id={name}")
             return _ok(
-                _entity_body(name, f"/servicesNS/nobody/{app}/storage/collections/config/{name}", {}, json_mode),
+                _entity_body(name, f"/servicesNS/nobody/{app}/storage/collections/config/{name}", {}, json_mode, app),
                 json_mode,
             )
         if method == "GET":
             names = sorted(n for (a, n) in self.collections if a == app)
-            return _ok(_feed_body("collections-conf", [(n, {}) for n in names], json_mode), json_mode)
+            return _ok(_feed_body("collections-conf", [(n, {}) for n in names], json_mode, app), json_mode)
         if method == "POST" and not tail:
             name = params.get("name", "")
             if not name:
@@ -381,7 +383,7 @@ class FakeSplunk:
             return (
                 201,
                 {"Content-Type": "application/json" if json_mode else "text/xml"},
-                _entity_body(name, f"/servicesNS/nobody/{app}/storage/collections/config/{name}", {}, json_mode),
+                _entity_body(name, f"/servicesNS/nobody/{app}/storage/collections/config/{name}", {}, json_mode, app),
             )
         raise FakeSplunkError(405, f"Method {method} not allowed on collection config")
 
@@ -672,7 +674,12 @@ def _atom_value(value: Any, indent: str) -> str:
     return escape(str(value))
 
 
-def _atom_entry(name: str, path: str, content: dict[str, Any], root: bool = False) -> str:
+def _acl(app: str) -> dict[str, Any]:
+    return {"app": app, "owner": "nobody", "sharing": "app" if app != "system" else "system", "can_write": "1"}
+
+
+def _atom_entry(name: str, path: str, content: dict[str, Any], root: bool = False, app: str = "system") -> str:
+    content = {**content, "eai:acl": _acl(app)}
     namespaces = ' xmlns="http://www.w3.org/2005/Atom" xmlns:s="http://dev.splunk.com/ns/rest"' if root else ""
     return (
         f"<entry{namespaces}>\n  <title>{escape(name)}</title>\n  <id>{escape(path)}</id>\n"
@@ -682,7 +689,7 @@ def _atom_entry(name: str, path: str, content: dict[str, Any], root: bool = Fals
     )
 
 
-def _feed_body(title: str, entries: list[tuple[str, dict[str, Any]]], json_mode: bool) -> bytes:
+def _feed_body(title: str, entries: list[tuple[str, dict[str, Any]]], json_mode: bool, app: str = "system") -> bytes:
     if json_mode:
         return json.dumps(
             {
@@ -698,7 +705,7 @@ def _feed_body(title: str, entries: list[tuple[str, dict[str, Any]]], json_mode:
                 "messages": [],
             }
         ).encode()
-    body = "".join(_atom_entry(name, f"/{title}/{name}", content) for name, content in entries)
+    body = "".join(_atom_entry(name, f"/{title}/{name}", content, app=app) for name, content in entries)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom" '
         'xmlns:s="http://dev.splunk.com/ns/rest" xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">\n'
@@ -707,8 +714,8 @@ def _feed_body(title: str, entries: list[tuple[str, dict[str, Any]]], json_mode:
     ).encode()
 
 
-def _entity_body(name: str, path: str, content: dict[str, Any], json_mode: bool) -> bytes:
-    return _feed_body(name, [(name, content)], json_mode)
+def _entity_body(name: str, path: str, content: dict[str, Any], json_mode: bool, app: str = "system") -> bytes:
+    return _feed_body(name, [(name, content)], json_mode, app)
 
 
 def _job_entry(job: Job) -> bytes:
