@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from stixbridge.connectors.splunk.sink import SplunkSink
 from stixbridge.errors import RemoteRejectedError, TransientError
-from stixbridge.model import Changes, DeliveredRow
+from stixbridge.model import AtomRow, Changes, DeliveredRow
 from stixbridge.plugins import load
 
 from .conftest import INDICATOR, NOW, make_row, many_rows
@@ -19,7 +19,7 @@ APP = ("TA-stixbridge", "stixbridge_intel")
 ES = "DA-ESS-ThreatIntelligence"
 
 
-def delivered(row) -> DeliveredRow:  # type: ignore[no-untyped-def]
+def delivered(row: AtomRow) -> DeliveredRow:
     return DeliveredRow(row.key, row.type, row.value, row.digest, row.indicator_id)
 
 
