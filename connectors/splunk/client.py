@@ -21,9 +21,10 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
 from stixbridge.errors import RemoteRejectedError, TransientError
 from stixbridge.plugins import require
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from .settings import SplunkConnectionSettings
 

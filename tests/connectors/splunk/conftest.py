@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from stixbridge.connector import ConnectorContext
 from stixbridge.connectors.splunk.settings import SplunkSightingsSettings, SplunkSinkSettings
 from stixbridge.connectors.splunk.sightings import SplunkSightingsReader

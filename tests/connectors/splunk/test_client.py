@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from splunklib import binding
+
 from stixbridge.connectors.splunk.client import (
     SplunkClient,
     SplunkTransientError,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from stixbridge.connectors.splunk.mapping import (
     ES_COLLECTIONS,
     ES_TARGETS,

@@ -6,6 +6,7 @@ import tomllib
 from typing import Any
 
 import pytest
+
 from stixbridge.connectors.splunk.settings import SplunkSightingsSettings, SplunkSinkSettings, is_loopback
 from stixbridge.errors import ConfigError
 from stixbridge.settings import build_settings

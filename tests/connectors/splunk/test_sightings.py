@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from stixbridge.connectors.splunk.sightings import (
     APP_MATCH_SEARCH,
     ReadCursor,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+
 from stixbridge.connectors.splunk.sink import SplunkSink
 from stixbridge.errors import RemoteRejectedError, TransientError
 from stixbridge.model import AtomRow, Changes, DeliveredRow
