@@ -1,0 +1,7 @@
+"""Allows ``python -m stixbridge``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

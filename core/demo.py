@@ -1,0 +1,155 @@
+"""``stixbridge demo``: the main job end to end on a generated feed, with no Splunk, Elastic or MISP.
+
+The demo writes a sample alliance feed, serves it from a local TAXII 2.1 server (medallion, on 127.0.0.1)
+when the ``demo`` extra is installed, or reads it from a file otherwise, syncs it into the file sinks,
+and prints a summary of what each sink received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .config import load_config
+from .engine import Engine
+from .samples import bundle, demo_sightings, generate_indicators
+from .store.sqlite import SqliteStore
+from .timeutil import utcnow
+
+logger = logging.getLogger(__name__)
+_USER_ENV = "STIXBRIDGE_DEMO_TAXII_USER"
+
+CONFIG_TEMPLATE = """\
+# A stixbridge configuration written by 'stixbridge demo'. Run it again with:
+#   stixbridge --config {config} sync
+[engine]
+state = "state/stixbridge.db"
+
+[identity]
+name = "Demo SOC"
+
+{source}
+
+[[sinks]]
+name = "splunk-lookups"
+kind = "splunk-csv"
+path = "out/splunk"
+
+[[sinks]]
+name = "elastic-bulk"
+kind = "ecs-ndjson"
+path = "out/elastic"
+
+[[sinks]]
+name = "misp-feed"
+kind = "misp-feed"
+path = "out/misp-feed"
+org_name = "Demo SOC"
+org_uuid = "5c6f4a8e-0d3b-4f7a-9b21-3e8d6c1a2f40"
+"""
+
+FILE_SOURCE = """[[sources]]
+name = "alliance"
+kind = "file"
+path = "feed"
+"""
+
+TAXII_SOURCE = """[[sources]]
+name = "alliance"
+kind = "taxii"
+url = "{url}"
+collections = ["alliance-demo"]
+limit = 100
+username = "{username}"
+password = {{ env = "STIXBRIDGE_DEMO_TAXII_PASSWORD" }}
+"""
+
+
+def run_demo(folder: Path, *, count: int = 500, use_taxii: bool = True, as_json: bool = False) -> int:
+    """Write a sample feed and configuration under ``folder``, sync it, and print what happened."""
+    folder.mkdir(parents=True, exist_ok=True)
+    now = utcnow()
+    objects = generate_indicators(count, now=now)
+    feed_dir = folder / "feed"
+    feed_dir.mkdir(exist_ok=True)
+    (feed_dir / "alliance-sample.json").write_text(json.dumps(bundle(objects), indent=1), encoding="utf-8")
+    (folder / "sightings.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in demo_sightings(objects, now)), encoding="utf-8"
+    )
+
+    with _feed_server(objects, use_taxii) as url:
+        source = TAXII_SOURCE.format(url=url, username=os.environ.get(_USER_ENV, "")) if url else FILE_SOURCE
+        config_path = folder / "stixbridge.toml"
+        config_path.write_text(CONFIG_TEMPLATE.format(config=config_path, source=source), encoding="utf-8")
+        config = load_config(config_path)
+        with SqliteStore(config.state_path) as store:
+            engine = Engine(config, store)
+            try:
+                summary = engine.sync()
+                status = store.status(utcnow())
+            finally:
+                config.close()
+
+    report: dict[str, Any] = {
+        "feed": "local TAXII 2.1 server (medallion)" if url else f"file {feed_dir}",
+        "config": str(config_path),
+        "pulled": summary.pulled,
+        "expired": summary.expired,
+        "live_atoms_by_type": status["atoms"]["by_type"],
+        "composites": status["composites"],
+        "quarantined": status["quarantine"],
+        "sinks": {name: {k: v for k, v in counts.items() if k in ("written", "deleted", "skipped")}
+                  for name, counts in summary.pushed.items()},  # fmt: skip
+        "outputs": sorted(str(p.relative_to(folder)) for p in (folder / "out").rglob("*") if p.is_file())[:20],
+        "failures": summary.failures,
+    }
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print_report(report)
+    return summary.exit_code() if summary.failures else 0
+
+
+@contextlib.contextmanager
+def _feed_server(objects: list[dict[str, Any]], use_taxii: bool) -> Iterator[str | None]:
+    """Serve the feed from a local medallion when it is installed; yield its URL, or None for the file."""
+    if not use_taxii:
+        yield None
+        return
+    try:
+        from .connectors.taxii.medallion_server import run_medallion
+    except ImportError as exc:
+        logger.warning(
+            "No local TAXII server for the demo (%s); reading the feed from a file instead. "
+            "Install it with: pip install 'stixbridge[demo]'",
+            exc,
+        )
+        yield None
+        return
+    with run_medallion({"alliance-demo": objects}) as server:
+        os.environ[_USER_ENV] = server.username
+        os.environ["STIXBRIDGE_DEMO_TAXII_PASSWORD"] = server.password
+        yield server.url
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print("stixbridge demo")
+    print(f"  feed:   {report['feed']}")
+    print(f"  config: {report['config']}")
+    for name, counts in report["pulled"].items():
+        print(f"  pulled {name}: {counts['objects']} objects, {counts['indicators']} indicators "
+              f"({counts['new']} new, {counts['revoked']} revoked), {counts['quarantined']} quarantined")  # fmt: skip
+    atoms = report["live_atoms_by_type"]
+    print(f"  live atoms: {sum(atoms.values())} (" + ", ".join(f"{k} {v}" for k, v in sorted(atoms.items())) + ")")
+    print(f"  composite indicators: {report['composites']['with_reason']}")
+    for name, counts in report["sinks"].items():
+        skipped = sum(counts.get("skipped", {}).values())
+        print(f"  sink {name}: {counts['written']} written, {counts['deleted']} deleted, {skipped} skipped")
+    print("  files: " + ", ".join(report["outputs"]))
+    for failure in report["failures"]:
+        print(f"  FAILED: {failure}")

@@ -1,0 +1,289 @@
+"""Turns one raw STIX object into an indicator record, another stored object, or a quarantine item.
+
+Objects are read as plain JSON dicts. The ``stix2`` library parses about 2,000 indicators a second, far
+too slow for feeds of millions, so it is used only to build objects we publish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .atoms import AtomError, atom_from_comparison
+from .errors import InvalidInputError
+from .model import AtomLink, IndicatorRecord, Provenance, QuarantineItem, RawItem
+from .patterns import Comparison, PatternError, flatten, parse_pattern
+from .timeutil import parse_timestamp
+from .tlp import Tlp, tlp_of_marking_definition, tlp_of_refs
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_OBJECT_BYTES = 1_048_576
+
+# Object types STIX 2.0 and 2.1 define; anything else is custom and stored as it is.
+STIX_TYPES = frozenset(
+    {
+        "attack-pattern", "campaign", "course-of-action", "grouping", "identity", "incident", "indicator",
+        "infrastructure", "intrusion-set", "location", "malware", "malware-analysis", "note", "observed-data",
+        "opinion", "report", "threat-actor", "tool", "vulnerability", "relationship", "sighting",
+        "marking-definition", "language-content", "extension-definition", "artifact", "autonomous-system",
+        "directory", "domain-name", "email-addr", "email-message", "file", "ipv4-addr", "ipv6-addr",
+        "mac-addr", "mutex", "network-traffic", "process", "software", "url", "user-account",
+        "windows-registry-key", "x509-certificate", "bundle",
+    }
+)  # fmt: skip
+
+# indicator-type-ov values: 2.0 carries them in `labels`, 2.1 in `indicator_types`.
+INDICATOR_TYPES = frozenset(
+    {"anomalous-activity", "anonymization", "benign", "compromised", "malicious-activity", "attribution", "unknown"}
+)
+
+# Atom types that identify a thing on their own; in an AND group the strongest becomes the exact atom and
+# the others its context. A file name or an e-mail subject alone is much broader than the indicator.
+_STRENGTH = {
+    "sha512": 9, "sha3-512": 9, "sha256": 9, "sha3-256": 9, "sha1": 8, "md5": 8, "tlsh": 7, "ssdeep": 7,
+    "x509-sha256": 7, "x509-sha1": 7, "x509-md5": 7, "url": 6, "ipv4": 5, "ipv6": 5, "ipv4-cidr": 5,
+    "ipv6-cidr": 5, "domain": 5, "email": 4, "x509-serial": 3, "registry-key": 3, "mutex": 3,
+    "as-number": 2, "user-account": 2, "file-name": 1, "process-name": 1,
+}  # fmt: skip
+_STRONG = 5
+
+
+@dataclass
+class FeedContext:
+    """What the normaliser learns from a feed as it reads it: marking definitions and identities."""
+
+    markings: dict[str, Tlp | None] = field(default_factory=dict)
+    identities: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Normalised:
+    """The outcome for one raw item: exactly one of the three fields is set."""
+
+    indicator: IndicatorRecord | None = None
+    other: dict[str, Any] | None = None
+    quarantine: QuarantineItem | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def spec_version_of(obj: Mapping[str, Any]) -> str:
+    """Return the STIX version of one object: its ``spec_version``, else 2.0 as STIX 2.1 says.
+
+    The version is decided per object, never per bundle, because real bundles mix versions.
+    """
+    version = obj.get("spec_version")
+    return version if isinstance(version, str) else "2.0"
+
+
+def normalise_item(
+    item: RawItem,
+    feed: FeedContext,
+    *,
+    max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+) -> Normalised:
+    """Normalise one raw item; a bad object becomes a quarantine item with its reason, never an exception."""
+    provenance = item.provenance
+    if item.obj is None:
+        return Normalised(
+            quarantine=QuarantineItem(
+                provenance, item.error or "unreadable object", raw_text=item.raw_text, reason_code="not-json"
+            )
+        )
+    obj = item.obj
+    object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+    if item.size > max_object_bytes:
+        return _reject(
+            item,
+            f"object is {item.size} bytes, over the limit of {max_object_bytes}; raise max_object_bytes "
+            "in [engine] if such objects are expected",
+            "too-large",
+        )
+
+    object_type = obj.get("type")
+    if not isinstance(object_type, str) or not object_id or not object_id.startswith(f"{object_type}--"):
+        return _reject(item, f"object has no valid type and id (type {object_type!r}, id {object_id!r})", "invalid")
+
+    if object_type == "marking-definition":
+        feed.markings[object_id] = tlp_of_marking_definition(obj)
+        return Normalised(other=obj)
+    if object_type == "identity" and isinstance(obj.get("name"), str):
+        feed.identities[object_id] = obj["name"]
+        return Normalised(other=obj)
+    if object_type != "indicator":
+        # Custom types (x-..., or anything STIX does not define) are kept as they are and counted.
+        return Normalised(other=obj)
+
+    try:
+        record = normalise_indicator(obj, provenance, feed)
+    except InvalidInputError as exc:
+        return _reject(item, str(exc), exc.reason_code)
+    record.raw_text = item.raw_text
+    return Normalised(indicator=record)
+
+
+def _reject(item: RawItem, reason: str, code: str) -> Normalised:
+    obj = item.obj or {}
+    object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+    raw = item.raw_text
+    if raw is None and item.obj is not None:
+        import json
+
+        raw = json.dumps(item.obj, separators=(",", ":"))
+    return Normalised(
+        quarantine=QuarantineItem(item.provenance, reason, object_id=object_id, raw_text=raw, reason_code=code)
+    )
+
+
+def _timestamp(obj: Mapping[str, Any], name: str, required: bool) -> Any:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise InvalidInputError(f"indicator {obj.get('id')} has no {name}", reason_code="timestamp")
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise InvalidInputError(f"indicator {obj.get('id')}: {name}: {exc}", reason_code="timestamp") from exc
+
+
+def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: FeedContext) -> IndicatorRecord:
+    """Build an indicator record from a STIX 2.0 or 2.1 indicator dict.
+
+    Raises:
+        InvalidInputError: a required property is missing or invalid, or the pattern does not parse.
+    """
+    object_id = str(obj["id"])
+    spec_version = spec_version_of(obj)
+    created = _timestamp(obj, "created", True)
+    modified = _timestamp(obj, "modified", False) or created
+    valid_from = _timestamp(obj, "valid_from", spec_version == "2.0")
+    valid_until = _timestamp(obj, "valid_until", False)
+    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+        raise InvalidInputError(
+            f"indicator {object_id}: valid_until {obj.get('valid_until')} is not after valid_from "
+            f"{obj.get('valid_from')}",
+            reason_code="timestamp",
+        )
+
+    pattern = obj.get("pattern")
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise InvalidInputError(f"indicator {object_id} has no pattern", reason_code="pattern")
+    pattern_type = obj.get("pattern_type", "stix") if spec_version != "2.0" else "stix"
+    labels = tuple(x for x in obj.get("labels", ()) if isinstance(x, str))
+    types = obj.get("indicator_types")
+    if isinstance(types, list):
+        labels = tuple(dict.fromkeys([*(t for t in types if isinstance(t, str)), *labels]))
+
+    confidence = obj.get("confidence")
+    if not (isinstance(confidence, int) and not isinstance(confidence, bool) and 0 <= confidence <= 100):
+        confidence = None
+
+    created_by = obj.get("created_by_ref") if isinstance(obj.get("created_by_ref"), str) else ""
+    if created_by and not provenance.created_by:
+        provenance = Provenance(provenance.source, provenance.collection, created_by)
+
+    refs = obj.get("object_marking_refs")
+    tlp = tlp_of_refs(refs, feed.markings, object_id=object_id) if isinstance(refs, list) else None
+
+    record = IndicatorRecord(
+        id=object_id,
+        modified=modified,
+        created=created,
+        spec_version=spec_version,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        revoked=obj.get("revoked") is True,
+        confidence=confidence,
+        tlp=None if tlp is None else int(tlp),
+        name=_text(obj, "name"),
+        description=_text(obj, "description"),
+        labels=labels,
+        pattern=pattern,
+        pattern_type=pattern_type if isinstance(pattern_type, str) else "stix",
+        provenance=provenance,
+        raw=obj if isinstance(obj, dict) else dict(obj),
+    )
+    if record.pattern_type != "stix":
+        record.composite_reason = f"pattern_type {record.pattern_type!r} is not a STIX pattern; kept, not matched"
+        return record
+
+    _extract_atoms(record)
+    return record
+
+
+def _text(obj: Mapping[str, Any], name: str) -> str:
+    value = obj.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _extract_atoms(record: IndicatorRecord) -> None:
+    """Fill ``record.atoms`` and ``record.composite_reason`` from the pattern."""
+    try:
+        flattened = flatten(parse_pattern(record.pattern))
+    except PatternError as exc:
+        raise InvalidInputError(f"indicator {record.id}: invalid pattern: {exc}", reason_code="pattern") from exc
+
+    reasons = list(flattened.unflattenable)
+    record.window_start = flattened.start
+    record.window_stop = flattened.stop
+    seen: dict[tuple[str, str], AtomLink] = {}
+
+    for group in flattened.alternatives:
+        links, reason = _atoms_of_group(record.id, group)
+        if reason:
+            reasons.append(reason)
+        for link in links:
+            key = (link.type, link.value)
+            held = seen.get(key)
+            if held is None or (held.role != "exact" and link.role == "exact"):
+                seen[key] = link
+
+    record.atoms = sorted(seen.values(), key=lambda a: (a.role != "exact", a.type, a.value))
+    if reasons:
+        record.composite_reason = "; ".join(dict.fromkeys(reasons))
+    if any(link.type.startswith("ip") and _is_src(link) for link in record.atoms):
+        record.observed_direction = "src"
+
+
+def _is_src(link: AtomLink) -> bool:
+    return ("path", "src_ref.value") in link.context
+
+
+def _atoms_of_group(indicator_id: str, group: tuple[Comparison, ...]) -> tuple[list[AtomLink], str | None]:
+    """Pick the atoms of one AND group.
+
+    A lone comparison gives an exact atom. In a group, a strong atom (hash, IP, domain, URL) stays exact and
+    the other conditions become its context, as a destination port or a file name only narrow it. A weak
+    atom with other conditions (a sender with a subject) is broader than the indicator, so it is partial.
+    """
+    found = []
+    context: list[tuple[str, str]] = []
+    for comparison in group:
+        try:
+            atom = atom_from_comparison(comparison.object_type, comparison.path, comparison.value)
+        except AtomError as exc:
+            raise InvalidInputError(f"indicator {indicator_id}: {exc}", reason_code="atom") from exc
+        path = ".".join(str(p) for p in comparison.path)
+        if atom is None:
+            context.append((path, str(comparison.value)))
+            continue
+        found.append((atom, path))
+
+    if not found:
+        kinds = ", ".join(sorted({f"{c.object_type}:{'.'.join(map(str, c.path))}" for c in group}))
+        return [], f"no matchable atom in {kinds}"
+
+    ranked = sorted(found, key=lambda f: -_STRENGTH.get(str(f[0].type), 0))
+    best, best_path = ranked[0]
+    alone = len(group) == 1
+    if alone or _STRENGTH.get(str(best.type), 0) >= _STRONG:
+        extra = [(p, a.display) for a, p in ranked[1:]]
+        if best_path.endswith("src_ref.value"):
+            extra.append(("path", best_path))
+        return [AtomLink(best.type, best.value, best.display, "exact", tuple(context + extra))], None
+
+    links = [AtomLink(a.type, a.value, a.display, "partial", tuple(context)) for a, _ in found]
+    return links, "AND with other conditions: each atom alone is broader than the indicator, kept as partial"
