@@ -111,7 +111,7 @@ class ElasticSinkSettings(ElasticConnectionSettings):
     """Documents whose ``@timestamp`` is older than this many days are stamped again while still valid."""
     chunk_bytes: int = 10_000_000
     """Upper bound of one bulk request body in bytes."""
-    chunk_docs: int = 2000
+    chunk_docs: int = 10_000
     """Upper bound of documents in one bulk request."""
     max_retries: int = 5
     """How often a document rejected with 429 (too many requests) is sent again within one push."""
