@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
 from stixbridge.errors import ConfigError, RemoteRejectedError, TransientError
 from stixbridge.plugins import require
 
