@@ -17,6 +17,7 @@ from stixbridge.errors import RemoteRejectedError
 from stixbridge.model import AtomRow, Changes, DeliveredRow, PushResult
 from stixbridge.settings import Settings
 from stixbridge.sinks.base import Sink
+from stixbridge.sinks.mapping import ES_COLLECTIONS
 
 from .client import SplunkClient
 from .kvstore import KvCollection, KvLimits, read_limits
@@ -24,11 +25,12 @@ from .mapping import (
     APP_ACCELERATIONS,
     APP_COLLECTION_FIELDS,
     DIGEST_FIELD,
-    ES_TARGETS,
+    Location,
     Placement,
-    app_place,
-    es_collection_of,
-    es_place,
+    app_locations,
+    app_places,
+    es_locations,
+    es_places,
     es_skip_reason,
     is_our_key,
 )
@@ -43,7 +45,7 @@ class SplunkSink(Sink):
     Targets: ``app`` is the collection ``stixbridge_intel`` of the app ``TA-stixbridge`` (every atom type,
     with lookup definitions over it); ``es`` is Enterprise Security's ``ip_intel``, ``http_intel``,
     ``file_intel`` and the other ``*_intel`` collections of ``DA-ESS-ThreatIntelligence``. A row goes to one
-    collection per target.
+    collection per target, as one document (a registry key as one per hive spelling).
 
     When a push carries more upserts for one collection than ``read_page`` (a first load, or a store that
     was lost), the sink first reads the keys and digests already there and skips identical rows, so a
@@ -52,6 +54,9 @@ class SplunkSink(Sink):
 
     kind: ClassVar[str] = "splunk"
     settings_class: ClassVar[type[Settings]] = SplunkSinkSettings
+    # Each push ends with a partial batch per collection, so larger pushes need fewer requests; 20000
+    # rows keep one push's documents to a few tens of megabytes.
+    batch_size: ClassVar[int] = 20_000
 
     def __init__(self, name: str, settings: Settings, context: ConnectorContext) -> None:
         super().__init__(name, settings, context)
@@ -75,7 +80,7 @@ class SplunkSink(Sink):
 
     def accepts(self, row: AtomRow) -> bool:
         """Return True when some target can hold the row; ES alone cannot hold every atom type."""
-        if "app" in self.config.targets or row.type in ES_TARGETS:
+        if "app" in self.config.targets or row.type in ES_COLLECTIONS:
             return True
         self.not_accepted[es_skip_reason(row.type)] += 1
         return False
@@ -159,68 +164,70 @@ class SplunkSink(Sink):
     def _placements(self, row: AtomRow, result: PushResult) -> list[Placement]:
         placements = []
         if "app" in self.config.targets:
-            placements.append(app_place(row, self.config.app, self.config.collection))
+            placements.extend(app_places(row, self.config.app, self.config.collection))
         if "es" in self.config.targets:
-            placement = es_place(row, self.config.es_app)
-            if placement is None:
+            es = es_places(row, self.config.es_app)
+            if not es:
                 reason = es_skip_reason(row.type)
                 result.skipped[reason] = result.skipped.get(reason, 0) + 1
-            else:
-                placements.append(placement)
+            placements.extend(es)
         return placements
 
     def _push_upserts(self, rows: list[AtomRow], result: PushResult) -> None:
-        documents: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        targets_of: dict[str, int] = {}
+        by_collection: dict[tuple[str, str], list[Placement]] = defaultdict(list)
+        expected: Counter[str] = Counter()
         for row in rows:
             if not is_our_key(row.key):
                 result.failed[row.key] = f"row key {row.key!r} is not a stixbridge key; not written"
                 continue
-            placements = self._placements(row, result)
-            targets_of[row.key] = len(placements)
-            for placement in placements:
-                documents[(placement.app, placement.collection)].append(placement.document)
+            for placement in self._placements(row, result):
+                by_collection[(placement.app, placement.collection)].append(placement)
+                expected[row.key] += 1
 
         stored: Counter[str] = Counter()
-        for (app, name), docs in documents.items():
+        for (app, name), placements in by_collection.items():
             collection = self._collection(app, name)
-            if app != self.config.app or name != self.config.collection:
+            if (app, name) != (self.config.app, self.config.collection):
                 self._check_es_collection(collection)
-            docs = self._drop_unchanged(collection, docs, stored)
-            outcome = collection.save(docs)
-            stored.update(outcome.saved)
+            row_of = {p.document["_key"]: p.row_key for p in placements}
+            documents, current = self._drop_unchanged(collection, [p.document for p in placements])
+            stored.update(row_of[key] for key in current)
+
+            outcome = collection.save(documents)
+            stored.update(row_of[key] for key in outcome.saved)
             for key, reason in outcome.failed.items():
-                result.failed[key] = f"{app}/{name}: {reason}"
+                result.failed[row_of[key]] = f"{app}/{name}: {reason}"
             known = self._stored.get((app, name))
             if known is not None:
-                by_key = {doc["_key"]: doc[DIGEST_FIELD] for doc in docs}
-                known.update((key, by_key[key]) for key in outcome.saved)
+                digests = {doc["_key"]: doc[DIGEST_FIELD] for doc in documents}
+                known.update((key, digests[key]) for key in outcome.saved)
 
         for row in rows:
-            if row.key in targets_of and row.key not in result.failed and stored[row.key] == targets_of[row.key]:
+            if row.key in expected and row.key not in result.failed and stored[row.key] == expected[row.key]:
                 result.written.append(row.key)
 
     def _drop_unchanged(
-        self, collection: KvCollection, docs: list[dict[str, Any]], stored: Counter[str]
-    ) -> list[dict[str, Any]]:
-        # Reading costs one request per read_page rows, writing one per batch of max_docs rows, so the
+        self, collection: KvCollection, documents: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Split documents into those to send and the keys already stored with the same digest."""
+        # Reading costs one request per read_page rows and writing one per batch of max_docs rows, so the
         # read pays off only for large pushes; small pushes write straight away.
-        key = (collection.app, collection.name)
-        if key not in self._stored and len(docs) <= collection.read_page:
-            return docs
-        if key not in self._stored:
+        place = (collection.app, collection.name)
+        if place not in self._stored and len(documents) <= collection.read_page:
+            return documents, []
+        if place not in self._stored:
             limits = self._limits or KvLimits()
-            self._stored[key] = {
+            self._stored[place] = {
                 str(row["_key"]): str(row.get(DIGEST_FIELD, ""))
                 for row in collection.iter_our_rows(["_key", DIGEST_FIELD], limits.max_rows_per_query)
             }
-        known = self._stored[key]
-        changed = [doc for doc in docs if known.get(doc["_key"]) != doc[DIGEST_FIELD]]
-        unchanged = len(docs) - len(changed)
-        if unchanged:
-            stored.update(doc["_key"] for doc in docs if known.get(doc["_key"]) == doc[DIGEST_FIELD])
-            logger.info("%d rows are already current in %s; not sent again.", unchanged, collection.name)
-        return changed
+
+        known = self._stored[place]
+        send = [doc for doc in documents if known.get(doc["_key"]) != doc[DIGEST_FIELD]]
+        current = [doc["_key"] for doc in documents if known.get(doc["_key"]) == doc[DIGEST_FIELD]]
+        if current:
+            logger.info("%d rows are already current in %s; not sent again.", len(current), collection.name)
+        return send, current
 
     def _check_es_collection(self, collection: KvCollection) -> None:
         place = (collection.app, collection.name)
@@ -231,33 +238,33 @@ class SplunkSink(Sink):
         self._checked.add(place)
 
     def _push_deletes(self, rows: list[DeliveredRow], result: PushResult) -> None:
-        keys_by_collection: dict[tuple[str, str], list[str]] = defaultdict(list)
-        targets_of: dict[str, int] = {}
+        by_collection: dict[tuple[str, str], list[Location]] = defaultdict(list)
+        expected: Counter[str] = Counter()
         for row in rows:
-            places = []
+            locations = []
             if "app" in self.config.targets:
-                places.append((self.config.app, self.config.collection))
-            es_collection = es_collection_of(row)
-            if "es" in self.config.targets and es_collection is not None:
-                places.append((self.config.es_app, es_collection))
-            targets_of[row.key] = len(places)
-            for place in places:
-                keys_by_collection[place].append(row.key)
+                locations.extend(app_locations(row, self.config.app, self.config.collection))
+            if "es" in self.config.targets:
+                locations.extend(es_locations(row, self.config.es_app))
+            for location in locations:
+                by_collection[(location.app, location.collection)].append(location)
+                expected[row.key] += 1
 
         removed: Counter[str] = Counter()
-        for (app, name), keys in keys_by_collection.items():
+        for (app, name), locations in by_collection.items():
             collection = self._collection(app, name)
-            outcome = collection.delete_keys(keys)
-            removed.update(outcome.saved)
+            row_of = {location.key: location.row_key for location in locations}
+            outcome = collection.delete_keys(list(row_of))
+            removed.update(row_of[key] for key in outcome.saved)
             for key, reason in outcome.failed.items():
-                result.failed[key] = f"{app}/{name}: {reason}"
+                result.failed[row_of[key]] = f"{app}/{name}: {reason}"
             known = self._stored.get((app, name))
             if known is not None:
                 for key in outcome.saved:
                     known.pop(key, None)
 
         for row in rows:
-            if row.key not in result.failed and removed[row.key] == targets_of[row.key]:
+            if row.key not in result.failed and removed[row.key] == expected[row.key]:
                 result.deleted.append(row.key)
 
 

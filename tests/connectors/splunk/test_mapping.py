@@ -5,14 +5,17 @@ from __future__ import annotations
 import pytest
 
 from stixbridge.connectors.splunk.mapping import (
-    ES_COLLECTIONS,
-    ES_TARGETS,
-    app_place,
+    ES_COLLECTION_NAMES,
+    app_locations,
+    app_places,
     describe,
-    es_place,
+    es_locations,
+    es_places,
     es_skip_reason,
     is_our_key,
 )
+from stixbridge.model import DeliveredRow
+from stixbridge.sinks.mapping import ES_UNSUPPORTED
 
 from .conftest import make_row
 
@@ -20,60 +23,97 @@ ALL_TYPES = (
     "ipv4 ipv6 ipv4-cidr ipv6-cidr domain url email md5 sha1 sha256 sha512 sha3-256 sha3-512 ssdeep tlsh "
     "file-name x509-serial x509-sha1 x509-sha256 x509-md5 registry-key mutex user-account process-name as-number"
 ).split()
+ES_APP = "DA-ESS-ThreatIntelligence"
 
 
 def test_every_atom_type_has_a_decision() -> None:
     for atom_type in ALL_TYPES:
-        placement = es_place(make_row("x", atom_type), "DA-ESS-ThreatIntelligence")
-        if placement is None:
-            assert es_skip_reason(atom_type)
-        else:
-            assert placement.collection in ES_COLLECTIONS
+        placements = es_places(make_row("x", atom_type), ES_APP)
+        assert placements or atom_type in ES_UNSUPPORTED
+        assert all(p.collection in ES_COLLECTION_NAMES for p in placements)
+        assert app_places(make_row("x", atom_type), "TA-stixbridge", "stixbridge_intel")
 
 
 def test_es_has_no_domain_intel() -> None:
-    assert "domain_intel" not in ES_COLLECTIONS
-    assert ES_TARGETS["domain"] == ("ip_intel", "domain")
+    (placement,) = es_places(make_row("Evil.Example.com", "domain"), ES_APP)
+
+    assert "domain_intel" not in ES_COLLECTION_NAMES
+    assert placement.collection == "ip_intel"
+    assert placement.document["domain"] == "evil.example.com"
 
 
-def test_es_url_keeps_case() -> None:
-    placement = es_place(make_row("http://Evil.example.com/Login?ID=A", "url"), "DA-ESS-ThreatIntelligence")
+def test_url_lowers_only_scheme_and_host() -> None:
+    row = make_row("HTTP://Evil.Example.com/Login?ID=A", "url")
 
-    assert placement is not None
-    assert placement.document["url"] == "http://Evil.example.com/Login?ID=A"
+    (es,) = es_places(row, ES_APP)
+    (app,) = app_places(row, "TA-stixbridge", "stixbridge_intel")
+
+    assert es.document["url"] == "http://evil.example.com/Login?ID=A"
+    assert app.document["value"] == "http://evil.example.com/Login?ID=A"
+    assert app.document["display"] == "HTTP://Evil.Example.com/Login?ID=A"
 
 
-def test_app_value_lowercase_for_every_type() -> None:
-    placement = app_place(make_row("http://Evil.example.com/Login", "url"), "TA-stixbridge", "stixbridge_intel")
+def test_es_document_fields() -> None:
+    row = make_row()
 
-    assert placement.document["value"] == "http://evil.example.com/login"
-    assert placement.document["display"] == "http://Evil.example.com/Login"
+    (placement,) = es_places(row, ES_APP)
+
+    assert set(placement.document) == {
+        "_key",
+        "ip",
+        "threat_key",
+        "time",
+        "description",
+        "weight",
+        "valid_until",
+        "stixbridge_digest",
+    }
+    assert placement.document["stixbridge_digest"] == f"1:{row.digest}"
 
 
 def test_app_document_has_no_dotted_fields() -> None:
     row = make_row(context=(("dst_port", "443"),), direction="src")
 
-    document = app_place(row, "TA-stixbridge", "stixbridge_intel").document
+    (placement,) = app_places(row, "TA-stixbridge", "stixbridge_intel")
 
-    assert all("." not in name and not name.startswith("$") for name in document)
-    assert document["context"] == ["dst_port=443"]
-    assert document["direction"] == "src"
+    assert all("." not in name and not name.startswith("$") for name in placement.document)
+    assert placement.document["context"] == ["dst_port=443"]
+    assert placement.document["direction"] == "src"
+    assert placement.document["type"] == "ipv4"
 
 
 def test_missing_valid_from_uses_modified() -> None:
     row = make_row(valid_from=None, valid_until=None)
 
-    document = app_place(row, "TA-stixbridge", "stixbridge_intel").document
+    (placement,) = app_places(row, "TA-stixbridge", "stixbridge_intel")
 
-    assert document["time"] == pytest.approx(row.modified.timestamp())
-    assert document["valid_until"] is None
+    assert placement.document["time"] == pytest.approx(row.modified.timestamp())
+    assert placement.document["valid_until"] is None
+
+
+def test_registry_key_one_document_per_spelling() -> None:
+    row = make_row("HKEY_LOCAL_MACHINE\\Software\\Run", "registry-key")
+    gone = DeliveredRow(row.key, row.type, row.value, row.digest)
+
+    placements = es_places(row, ES_APP)
+    locations = es_locations(gone, ES_APP)
+
+    assert [p.document["_key"] for p in placements] == [row.key, f"{row.key}-1", f"{row.key}-2"]
+    assert [location.key for location in locations] == [p.document["_key"] for p in placements]
+    assert all(is_our_key(p.document["_key"]) for p in placements)
+    assert [loc.key for loc in app_locations(gone, "TA-stixbridge", "c")] == [loc.key for loc in locations]
+
+
+def test_unsupported_type_has_no_es_location() -> None:
+    assert es_locations(DeliveredRow("stixbridge-ab", "mutex", "x", "d"), ES_APP) == []
+    assert es_skip_reason("mutex") == "ES: ES has no collection for mutexes"
 
 
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
         ("stixbridge-" + "a" * 40, True),
-        ("stixbridge-0123456789abcdef0123456789abcdef01234567", True),
+        ("stixbridge-0123456789abcdef0123456789abcdef01234567-2", True),
         ("stixbridge-", False),
         ("stixbridge-ABC", False),
         ("stixbridge-abc/def", False),
@@ -86,8 +126,9 @@ def test_is_our_key(key: str, expected: bool) -> None:
     assert is_our_key(key) is expected
 
 
-def test_description_joins_and_cuts() -> None:
+def test_description_joins_folds_and_cuts() -> None:
     assert describe(make_row(name="N", description="D")) == "N: D"
     assert describe(make_row(name="N", description="")) == "N"
     assert describe(make_row(name="", description="D")) == "D"
-    assert len(describe(make_row(description="x" * 5000))) == 1024
+    assert describe(make_row(name="", description="two\nlines")) == "two lines"
+    assert len(describe(make_row(description="x" * 5000))) == 2000

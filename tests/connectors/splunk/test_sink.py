@@ -88,9 +88,13 @@ def test_es_rows_use_type_collections(fake: FakeSplunk, make_sink: Callable[...,
     assert fake.rows(ES, "file_intel")[rows[4].key]["file_hash"] == "d41d8cd98f00b204e9800998ecf8427e"
     assert fake.rows(ES, "file_intel")[rows[5].key]["file_name"] == "invoice.exe"
     assert fake.rows(ES, "email_intel")[rows[6].key]["src_user"] == "bad@example.com"
-    assert fake.rows(ES, "registry_intel")[rows[7].key]["registry_path"] == "hkey_local_machine\\software\\run"
+    assert sorted(r["registry_path"] for r in fake.rows(ES, "registry_intel").values()) == [
+        "\\registry\\machine\\software\\run",
+        "hkey_local_machine\\software\\run",
+        "hklm\\software\\run",
+    ]
     assert fake.rows(ES, "certificate_intel")[rows[8].key]["certificate_serial"] == "0a:1b"
-    assert fake.rows(ES, "process_intel")[rows[9].key]["process"] == "evil.exe"
+    assert fake.rows(ES, "process_intel")[rows[9].key]["process_file_name"] == "evil.exe"
     assert fake.rows(ES, "user_intel")[rows[10].key]["user"] == "admin"
 
 
@@ -124,7 +128,10 @@ def test_es_unsupported_types_skipped_and_counted(make_sink: Callable[..., Splun
     result = sink.push(Changes(upserts=rows))
 
     assert sorted(result.written) == sorted(r.key for r in rows)
-    assert result.skipped == {"ES has no collection for mutex": 1, "ES cannot match fuzzy hashes (ssdeep)": 1}
+    assert result.skipped == {
+        "ES: ES has no collection for mutexes": 1,
+        "ES: fuzzy hash; ES matches file_hash exactly": 1,
+    }
 
 
 def test_es_only_sink_refuses_unsupported_rows(make_sink: Callable[..., SplunkSink]) -> None:
@@ -133,7 +140,10 @@ def test_es_only_sink_refuses_unsupported_rows(make_sink: Callable[..., SplunkSi
     assert sink.accepts(make_row("Global\\evil", "mutex")) is False
     assert sink.accepts(make_row("AS64500", "as-number")) is False
     assert sink.accepts(make_row()) is True
-    assert sink.not_accepted == {"ES has no collection for mutex": 1, "ES has no collection for as-number": 1}
+    assert sink.not_accepted == {
+        "ES: ES has no collection for mutexes": 1,
+        "ES: ES has no collection for autonomous systems": 1,
+    }
 
 
 def test_missing_es_collections_rejected(fake: FakeSplunk, make_sink: Callable[..., SplunkSink]) -> None:
@@ -243,6 +253,23 @@ def test_foreign_rows_survive_deletes(fake: FakeSplunk, make_sink: Callable[...,
     assert set(fake.rows(*APP)) == {"manual-entry"}
     assert "iblocklist_spyware|198.51.100.7" in result.failed
     assert "iblocklist_spyware|198.51.100.7" not in result.deleted
+
+
+def test_registry_key_spellings_written_and_deleted(fake: FakeSplunk, make_sink: Callable[..., SplunkSink]) -> None:
+    sink = make_sink(targets=["app", "es"])
+    row = make_row("HKEY_CURRENT_USER\\Software\\Evil", "registry-key")
+
+    written = sink.push(Changes(upserts=[row]))
+    spelled = set(fake.rows(ES, "registry_intel"))
+    deleted = sink.push(Changes(deletes=[delivered(row)]))
+
+    assert written.written == [row.key]
+    assert len(spelled) > 1
+    assert row.key in spelled
+    assert all(key.startswith(row.key) for key in spelled)
+    assert deleted.deleted == [row.key]
+    assert fake.rows(ES, "registry_intel") == {}
+    assert fake.rows(*APP) == {}
 
 
 def test_delete_of_absent_key_counts_deleted(make_sink: Callable[..., SplunkSink]) -> None:
