@@ -1,9 +1,9 @@
 """ECS indicator documents for the elastic sink, and the way back from an alert's enrichment to an atom.
 
 The documents themselves are built by :mod:`stixbridge.sinks.ecs`, which the ``ecs-ndjson`` file sink uses
-too, so an indicator looks the same whichever way it reaches Elasticsearch. That module holds the mapping
-table; this one adds what only the connector needs: which rows the sink accepts, and reading the copies of
-our documents that Kibana writes into indicator-match alerts.
+too, so an indicator looks the same whichever way it reaches Elasticsearch. That module contains the
+mapping table. This one adds what only the connector needs: which rows the sink accepts, and reading the
+copies of our documents that Kibana writes into indicator-match alerts.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def first(source: Any, dotted: str) -> Any:
 def atom_type_of(indicator: Any) -> str | None:
     """Return the atom type a ``threat.indicator`` object of ours describes, or None when it cannot tell.
 
-    Works on the copy Kibana writes into an alert's ``threat.enrichments[].indicator``; when the copy lacks
+    Works on the copy Kibana writes into an alert's ``threat.enrichments[].indicator``. When the copy lacks
     the fields that tell, the caller reads ``stixbridge.atom_type`` from the document itself.
     """
     ecs_type = first(indicator, "type")

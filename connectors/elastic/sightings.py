@@ -1,13 +1,14 @@
 """The ``elastic`` sightings reader: indicator-match alerts on our documents, read back as sightings.
 
 Kibana writes an alert to ``.alerts-security.alerts-<space>`` when an indicator-match rule finds an event
-value equal to an indicator. For each indicator that matched it appends an entry to ``threat.enrichments``
-(a nested field) with ``matched.atomic`` (the event value), ``matched.field`` (the event field),
-``matched.id`` and ``matched.index`` (the indicator document's ``_id`` and concrete index) and a copy of the
-document's ``threat.indicator`` object.
+value equal to an indicator. For each indicator that matched it appends an entry to the nested field
+``threat.enrichments``. The entry contains a copy of the document's ``threat.indicator`` object and these:
 
-Alerts are read in ``(@timestamp, kibana.alert.uuid)`` order with ``search_after``; the cursor is the sort
-values of the last alert read. ``_id`` cannot be the tie-breaker because Elasticsearch 8 refuses to sort on
+* ``matched.atomic`` and ``matched.field``: the event value and the event field;
+* ``matched.id`` and ``matched.index``: the indicator document's ``_id`` and its concrete index.
+
+Alerts are read in ``(@timestamp, kibana.alert.uuid)`` order with ``search_after``, and the cursor is the
+sort values of the last alert read. ``_id`` cannot be the tie-breaker because Elasticsearch 8 refuses to sort on
 ``_id`` by default. Alerts younger than ``settle_seconds`` are left for the next run, because an alert may
 become searchable after later ones and the cursor would otherwise pass it.
 """
@@ -222,7 +223,7 @@ class ElasticSightingsReader(SightingsReader):
         That is the indicator id or atom type when the copy lacks them, and the canonical value when the
         match was on the document for another spelling of a registry key (``_id`` ``<row key>-<n>``).
         """
-        wanted = [
+        incomplete = [
             match
             for match in matches
             if match.matched_id
@@ -232,9 +233,9 @@ class ElasticSightingsReader(SightingsReader):
                 or base_document_id(match.matched_id) != match.matched_id
             )
         ]
-        if not wanted:
+        if not incomplete:
             return
-        requests = {(m.matched_index, base_document_id(m.matched_id)) for m in wanted}
+        requests = {(m.matched_index, base_document_id(m.matched_id)) for m in incomplete}
         docs = [{"_index": index, "_id": document_id} for index, document_id in sorted(requests)]
         try:
             response = self._connect().mget(
@@ -245,7 +246,7 @@ class ElasticSightingsReader(SightingsReader):
             return
         found = {doc.get("_id"): doc.get("_source", {}) for doc in response.get("docs", []) if doc.get("found")}
 
-        for match in wanted:
+        for match in incomplete:
             base_id = base_document_id(match.matched_id)
             source = found.get(base_id)
             if source is None:

@@ -84,7 +84,8 @@ class ElasticSink(Sink):
         """Check that the alias exists and is an alias, so a missing setup fails before any write.
 
         Raises:
-            ConfigError: the alias is missing or is an index or data stream; the message says to run setup.
+            ConfigError: the alias is missing, or the name is an index or data stream. The message names
+                ``stixbridge elastic setup`` as the fix.
             TransientError, RemoteRejectedError: Elasticsearch could not be asked.
         """
         client = self._connect()
@@ -185,8 +186,8 @@ class ElasticSink(Sink):
 
         A failure here is logged, not raised: the documents were written, and the next run tries again.
         """
-        # TODO: the engine skips an up-to-date sink without calling finish(), so on a feed that stops
-        # changing nothing is stamped; until it calls finish() on such runs, schedule 'stixbridge elastic refresh'.
+        # TODO: the engine skips an up-to-date sink without calling finish(), so a feed that stops changing
+        # gets no stamps. Until the engine calls finish() on such runs, schedule 'stixbridge elastic refresh'.
         if not complete:
             return
         try:

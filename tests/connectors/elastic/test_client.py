@@ -116,7 +116,7 @@ def test_malformed_cloud_id_is_config_error(tmp_path: Path) -> None:
 
 
 class _NotElasticsearch(BaseHTTPRequestHandler):
-    """Answers every GET with JSON but without the X-Elastic-Product header."""
+    """Returns JSON for every GET, but without the X-Elastic-Product header."""
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet."""

@@ -44,6 +44,11 @@ name = "alliance"
 kind = "file"
 path = "{feed}"
 
+# The feed uses documentation addresses, which the trust guards hold back by default.
+[[trust.sources]]
+name = "alliance"
+allow = ["documentation"]
+
 [[sinks]]
 name = "siem"
 kind = "elastic"
