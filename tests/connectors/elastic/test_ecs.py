@@ -47,6 +47,17 @@ def test_cidr_never_in_ip_field() -> None:
     assert document["stixbridge"]["ip_range"] == "198.51.100.0/24"
 
 
+@pytest.mark.parametrize(
+    ("value", "atom_type", "ecs_type"), [("2001:db8::5", "ipv6", "ipv6-addr"), ("198.51.100.5", "ipv4", "ipv4-addr")]
+)
+def test_address_typed_by_version(value: str, atom_type: str, ecs_type: str) -> None:
+    # An IPv6 address is never labelled ipv4-addr, whatever type a producer declared.
+    indicator = ecs_document(make_row(value, atom_type), T0)["threat"]["indicator"]
+
+    assert indicator["type"] == ecs_type
+    assert indicator["ip"] == value
+
+
 def test_document_differs_only_in_timestamp_over_time() -> None:
     row = make_row()
     earlier = ecs_document(row, T0)
