@@ -24,7 +24,18 @@ from .timeutil import utcnow
 logger = logging.getLogger("stixbridge")
 
 # Subcommands that connector packages add: a function that registers a subparser on the given object.
+# Tests append to this list; installed packages declare entries in the stixbridge.commands group.
 EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+COMMANDS_GROUP = "stixbridge.commands"
+
+
+def _command_registrars() -> list[Callable[[Any], None]]:
+    from importlib.metadata import entry_points
+
+    found = list(EXTRA_COMMANDS)
+    for entry in entry_points(group=COMMANDS_GROUP):
+        found.append(entry.load())
+    return found
 
 
 def _setup_logging(level: str, quiet: bool) -> None:
@@ -81,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-taxii", action="store_true", help="read the sample feed from a file, not a local TAXII server"
     )
 
-    for register in EXTRA_COMMANDS:
+    for register in _command_registrars():
         register(sub)
     return parser
 

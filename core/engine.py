@@ -251,6 +251,10 @@ class Engine:
             state = self.store.sink_state(entry.name)
             if state == (generation, fingerprint):
                 logger.info("Sink %s is up to date; nothing to send.", entry.name)
+                try:
+                    sink.maintain()
+                except CONNECTOR_ERRORS as exc:
+                    logger.warning("Upkeep of sink %s failed and is tried again next run: %s", entry.name, exc)
                 summary.pushed[entry.name] = {"written": 0, "deleted": 0, "failed": 0, "skipped": {}}
                 continue
             try:
