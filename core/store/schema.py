@@ -206,12 +206,13 @@ MIGRATIONS: list[str] = [
         object_type TEXT NOT NULL,
         indicator_id TEXT NOT NULL,
         window_start REAL NOT NULL,
+        tlp INTEGER,
         count INTEGER NOT NULL,
         first_seen REAL NOT NULL,
         last_seen REAL NOT NULL,
         context TEXT NOT NULL,
-        created REAL NOT NULL,
-        modified REAL NOT NULL
+        created_ms INTEGER NOT NULL,
+        modified_ms INTEGER NOT NULL
     );
 
     CREATE TABLE outbox (
