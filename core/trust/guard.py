@@ -197,7 +197,7 @@ class TrustGuard:
 
         if len(held) == len(matchable):
             atoms = tuple((a.type, a.value) for a, _ in held)
-            reason = "every atom must not be blocked: " + "; ".join(_describe(a, f) for a, f in held) + f"; {hint}"
+            reason = "none of its atoms may be blocked: " + "; ".join(_describe(a, f) for a, f in held) + f"; {hint}"
             item = self._item(record, atoms, [f for _, fs in held for f in fs], reason, raw)
             logger.warning("Quarantined indicator %s from %s: %s", record.id, record.provenance.source, reason)
             return item if item is not None else GuardVerdict(keep=False)
