@@ -106,6 +106,8 @@ path = "out/elastic"
 name = "misp-feed"
 kind = "misp-feed"
 path = "out/misp"
+org_name = "Benchmark"
+org_uuid = "5c6f4a8e-0d3b-4f7a-9b21-3e8d6c1a2f40"
 """,
         encoding="utf-8",
     )

@@ -4,19 +4,20 @@ The ECS NDJSON file sink and the Elasticsearch connector both build their docume
 indicator looks the same whichever way it reaches Elasticsearch. Field names follow ECS 8.16 or later
 (``threat.indicator.id`` is new in 8.16). Elastic's prebuilt indicator-match rules read only documents
 with ``event.kind: enrichment``, ``event.category: threat``, ``event.type: indicator``, an
-``event.module`` starting with ``ti_`` and an ``@timestamp`` in the last 30 days, so a document carries
-all of them and ``@timestamp`` is the time it was written, not the time the indicator was made.
+``event.module`` starting with ``ti_`` and an ``@timestamp`` in the last 30 days. Every document carries
+all of them, and ``@timestamp`` is the time it was written, not the time the indicator was made.
 """
 
 from __future__ import annotations
 
+from copy import deepcopy
 from datetime import datetime
 from typing import Any
 
 from ..model import AtomRow
 from ..timeutil import format_timestamp
 from ..tlp import Tlp
-from .mapping import CIDR_TYPES, IP_TYPES
+from .mapping import CIDR_TYPES, IP_TYPES, spelled_keys
 
 EVENT_MODULE = "ti_stixbridge"
 EVENT_DATASET = "ti_stixbridge.indicator"
@@ -122,6 +123,36 @@ def ecs_document(row: AtomRow, now: datetime, *, feed_name: str = DEFAULT_FEED_N
     if row.labels:
         document["tags"] = list(row.labels)
     return document
+
+
+def ecs_documents(
+    row: AtomRow, now: datetime, *, feed_name: str = DEFAULT_FEED_NAME
+) -> list[tuple[str, dict[str, Any]]]:
+    """Build the (``_id``, document) pairs of one atom: one pair, or one per spelling of a registry key.
+
+    ``keyword`` fields such as ``registry.path`` compare exactly, and event sources write a hive as
+    ``HKEY_LOCAL_MACHINE``, ``HKLM`` or ``\\REGISTRY\\MACHINE``, so each spelling needs its own document.
+
+    Raises:
+        ValueError: ECS has no field for the atom's type (see :data:`ECS_UNSUPPORTED`).
+    """
+    document = ecs_document(row, now, feed_name=feed_name)
+    pairs = spelled_keys(row.key, row.type, row.value)
+    if len(pairs) == 1:
+        return [(row.key, document)]
+
+    documents = []
+    for key, spelling in pairs:
+        copy = deepcopy(document)
+        copy["threat"]["indicator"]["name"] = spelling
+        copy["threat"]["indicator"]["registry"] = {"path": spelling}
+        documents.append((key, copy))
+    return documents
+
+
+def ecs_document_ids(key: str, atom_type: str, value: str) -> list[str]:
+    """Return every ``_id`` that :func:`ecs_documents` writes for an atom, so a delete removes them all."""
+    return [document_id for document_id, _ in spelled_keys(key, atom_type, value)]
 
 
 def _indicator_ids(row: AtomRow) -> list[str]:

@@ -27,7 +27,7 @@ from ..model import AtomRow, Changes, PushResult
 from ..settings import Settings
 from .atomic import resolve_output_path, write_text_atomic
 from .base import Sink
-from .ecs import DEFAULT_FEED_NAME, ECS_INDICATOR_TYPES, ECS_UNSUPPORTED, ecs_document
+from .ecs import DEFAULT_FEED_NAME, ECS_INDICATOR_TYPES, ECS_UNSUPPORTED, ecs_document_ids, ecs_documents
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +97,15 @@ class EcsNdjsonSink(Sink):
 
         # Deletes go first so that an id deleted and written again in one push ends up present.
         for delivered in changes.deletes:
-            lines.append(_json({"delete": self._action_meta(delivered.key)}))
+            for document_id in ecs_document_ids(delivered.key, delivered.type, delivered.value):
+                lines.append(_json({"delete": self._action_meta(document_id)}))
         for row in changes.upserts:
             if row.type not in ECS_INDICATOR_TYPES:
                 skipped[f"atom type {row.type}: {ECS_UNSUPPORTED.get(row.type, 'no ECS field for this type')}"] += 1
                 continue
-            lines.append(_json({"index": self._action_meta(row.key)}))
-            lines.append(_json(ecs_document(row, now, feed_name=self.ecs_settings.feed_name)))
+            for document_id, document in ecs_documents(row, now, feed_name=self.ecs_settings.feed_name):
+                lines.append(_json({"index": self._action_meta(document_id)}))
+                lines.append(_json(document))
             written.append(row.key)
 
         result.skipped.update(skipped)

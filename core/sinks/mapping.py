@@ -1,4 +1,4 @@
-"""Where each atom type goes in Splunk Enterprise Security and in MISP.
+"""Tables of the fields each atom type goes to in Splunk Enterprise Security and in MISP.
 
 The tables are public so that the file sinks and the Splunk and MISP connectors write the same fields.
 ``docs/mapping.md`` shows them as tables with the reasons for each choice.
@@ -9,13 +9,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from ..atoms import registry_key_aliases
+
 IP_TYPES = frozenset({"ipv4", "ipv6"})
 CIDR_TYPES = frozenset({"ipv4-cidr", "ipv6-cidr"})
+
+
+
+def spelled_keys(key: str, atom_type: str, value: str) -> list[tuple[str, str]]:
+    """Return one (row key, value) pair per spelling that a sink matching exactly writes as its own row.
+
+    Event sources report a registry key under several hive spellings (``HKEY_LOCAL_MACHINE\\``, ``HKLM\\``,
+    ``\\REGISTRY\\MACHINE\\``), so it gets one row per spelling. The first pair is the canonical value
+    under ``key`` itself, and the others use ``<key>-1``, ``<key>-2``... Any other atom gives
+    ``[(key, value)]``.
+    The pairs depend only on the arguments, so a delete finds every row again from the delivered value.
+    """
+    spellings = registry_key_aliases(value) if atom_type == "registry-key" else (value,)
+    return [(key if index == 0 else f"{key}-{index}", spelling) for index, spelling in enumerate(spellings)]
+
 
 # Splunk Enterprise Security threat-intelligence collections.
 
 ES_COMMON_FIELDS: tuple[str, ...] = ("_key", "threat_key", "time", "description", "weight")
-"""Fields every ES threat-intelligence row has; ``threat_key`` holds the STIX indicator id."""
+"""Fields every ES threat-intelligence row has. ``threat_key`` contains the STIX indicator id."""
 
 ES_EXTRA_FIELDS: tuple[str, ...] = ("valid_until",)
 """Fields stixbridge adds after the ES ones: ``valid_until`` (epoch, empty when none) lets a scheduled
@@ -64,7 +81,7 @@ ES_COLLECTIONS: dict[str, tuple[str, str]] = {
     "process-name": ("process_intel", "process_file_name"),
     "user-account": ("user_intel", "user"),
 }
-"""Atom type to the ES collection and the field that holds the value."""
+"""Atom type to the ES collection and the field that contains the value."""
 
 ES_UNSUPPORTED: dict[str, str] = {
     "ssdeep": "fuzzy hash; ES matches file_hash exactly",
@@ -107,7 +124,7 @@ are lowered.
 
 
 def splunk_value(atom_type: str, value: str) -> str:
-    """Return the value as it is stored in a Splunk lookup, lower-cased where :data:`LOWERCASE_TYPES` says."""
+    """Return the value as it is stored in a Splunk lookup, lower-cased for :data:`LOWERCASE_TYPES`."""
     if atom_type in LOWERCASE_TYPES:
         return value.lower()
     if atom_type == "url":

@@ -65,7 +65,7 @@ class MispFeedSettings(Settings):
     """Settings of the ``misp-feed`` sink."""
 
     path: str = ""
-    """Folder that holds the feed; serve it over HTTPS or point a local MISP feed at it."""
+    """Folder of the feed files. Serve it over HTTPS, or point a MISP feed with input source "local" at it."""
     org_name: str = ""
     """Name of the organisation shown as the events' creator (``Orgc``)."""
     org_uuid: str = ""
@@ -169,7 +169,7 @@ class MispFeedSink(Sink):
         return str(uuid.uuid5(self.namespace, key))
 
     def event_uuid(self, collection: str) -> str:
-        """Return the UUID of the event that holds a collection's atoms."""
+        """Return the UUID of the event that contains a collection's atoms."""
         return str(uuid.uuid5(self.namespace, f"collection:{collection}"))
 
     def _upsert(self, events: dict[str, dict[str, Any]], row: AtomRow, now: datetime) -> str | None:

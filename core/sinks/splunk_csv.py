@@ -4,14 +4,19 @@ One file per collection (``ip_intel.csv``, ``http_intel.csv``...) in the configu
 columns ES's own lookups use (:data:`~stixbridge.sinks.mapping.ES_COLLECTION_FIELDS`), so a lookup
 definition or ES's "Local ... Intel" upload can read them as they are.
 
-The files are the sink's state. The engine passes only the rows that changed; the sink reads each
-file it touches once, applies the changes and replaces the file atomically before :meth:`push`
-returns, so a key reported as written is on disk. A file whose rows did not change is not rewritten.
+The files are the sink's state. The engine passes only the rows that changed, so the sink reads each
+file it touches once, applies the changes and replaces the file atomically. That happens before
+:meth:`push` returns, so a key reported as written is on disk. A file whose rows did not change is
+not rewritten.
 
 Splunk's CSV rules, as this sink writes them: UTF-8 without a byte-order mark, a header row, ``\\n``
 line ends, and fields quoted with ``"`` (a quote inside doubled) when they contain a comma, a quote
 or a line break. Splunk reads a quoted line break as a separator between the values of a multivalue
 field, so descriptions are folded to one line and a value containing a line break is skipped.
+
+A registry key gets one row per hive spelling (``HKEY_LOCAL_MACHINE\\``, ``HKLM\\``,
+``\\REGISTRY\\MACHINE\\``), because a lookup matches the spelling exactly. See
+:func:`~stixbridge.sinks.mapping.spelled_keys`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from .mapping import (
     ES_COMMON_FIELDS,
     ES_EXTRA_FIELDS,
     ES_UNSUPPORTED,
+    spelled_keys,
     splunk_value,
 )
 
@@ -108,7 +114,8 @@ class SplunkCsvSink(Sink):
                 skipped[reason] += 1
                 continue
             collection, value_field = ES_COLLECTIONS[row.type]
-            self._upsert(collection, row.key, _csv_row(row, value_field))
+            for key, spelling in spelled_keys(row.key, row.type, row.value):
+                self._upsert(collection, key, _csv_row(row, key, value_field, spelling))
             written.setdefault(collection, []).append(row.key)
 
         deleted: dict[str, list[str]] = {}
@@ -151,12 +158,15 @@ class SplunkCsvSink(Sink):
             candidates = [ES_COLLECTIONS[delivered.type][0]]
         else:
             candidates = list(ES_COLLECTION_FIELDS)
+        keys = [key for key, _ in spelled_keys(delivered.key, delivered.type, delivered.value)]
         for collection in candidates:
             if not (self.folder / f"{collection}.csv").exists() and collection not in self._tables:
                 continue
             table = self._table(collection)
-            if delivered.key in table.rows:
-                del table.rows[delivered.key]
+            found = [key for key in keys if key in table.rows]
+            for key in found:
+                del table.rows[key]
+            if found:
                 table.dirty = True
                 return collection
         return None
@@ -207,15 +217,15 @@ def _columns(collection: str) -> list[str]:
     return [*ES_COMMON_FIELDS, *ES_COLLECTION_FIELDS[collection], *ES_EXTRA_FIELDS]
 
 
-def _csv_row(row: AtomRow, value_field: str) -> dict[str, str]:
+def _csv_row(row: AtomRow, key: str, value_field: str, value: str) -> dict[str, str]:
     moment = row.valid_from or row.modified
     return {
-        "_key": row.key,
+        "_key": key,
         "threat_key": row.indicator_id,
         "time": str(int(moment.timestamp())),
         "description": _description(row),
         "weight": str(min(100, max(1, row.weight))),
-        value_field: splunk_value(row.type, row.value),
+        value_field: splunk_value(row.type, value),
         "valid_until": "" if row.valid_until is None else str(int(row.valid_until.timestamp())),
     }
 

@@ -35,7 +35,7 @@ ATOM_EXAMPLES: dict[str, str] = {
     "ssdeep": "3:AXGBicFlgVNhBGcL6wCrFQEv:AXGHsNhxLsr2C",
     "tlsh": "t1a5f0c0b4d2b5f2a1e3c4d5b6a7f8e9d0c1b2a3f4e5d6c7b8a9f0e1d2c3b4a5f6e7d8",
     "file-name": "invoice_2024.exe",
-    "x509-serial": "0a:1b:2c:3d",
+    "x509-serial": "0A1B2C3D",
     "x509-sha1": "da39a3ee5e6b4b0d3255bfef95601890afd80709",
     "x509-sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     "x509-md5": "d41d8cd98f00b204e9800998ecf8427e",

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from stixbridge.sinks.ecs import ECS_INDICATOR_TYPES, ECS_UNSUPPORTED, ecs_confidence, ecs_document
+from stixbridge.sinks.ecs import (
+    ECS_INDICATOR_TYPES,
+    ECS_UNSUPPORTED,
+    ecs_confidence,
+    ecs_document,
+    ecs_document_ids,
+    ecs_documents,
+)
 from stixbridge.tlp import Tlp
 from tests.core.sinks.filesink_fixtures import ATOM_EXAMPLES, INDICATOR_ID, NOW, build_row
 
@@ -91,7 +98,7 @@ def test_tlp_upper_case(level: Tlp, label: str) -> None:
         ("ssdeep", ("file", "hash", "ssdeep"), ATOM_EXAMPLES["ssdeep"]),
         ("file-name", ("file", "name"), "invoice_2024.exe"),
         ("email", ("email", "address"), "billing@example.com"),
-        ("x509-serial", ("x509", "serial_number"), "0a:1b:2c:3d"),
+        ("x509-serial", ("x509", "serial_number"), "0A1B2C3D"),
         ("registry-key", ("registry", "path"), ATOM_EXAMPLES["registry-key"]),
         ("as-number", ("as", "number"), 64496),
     ],
@@ -141,3 +148,24 @@ def test_stixbridge_fields() -> None:
 def test_unsupported_type_raises(atom_type: str) -> None:
     with pytest.raises(ValueError, match=f"atom type '{atom_type}'"):
         ecs_document(build_row(atom_type), NOW)
+
+
+def test_documents_one_per_registry_spelling() -> None:
+    row = build_row("registry-key", "HKEY_LOCAL_MACHINE\\Software\\Run")
+
+    pairs = ecs_documents(row, NOW)
+
+    assert [key for key, _ in pairs] == ecs_document_ids(row.key, row.type, row.value)
+    assert [doc["threat"]["indicator"]["name"] for _, doc in pairs] == [
+        "HKEY_LOCAL_MACHINE\\Software\\Run",
+        "HKLM\\Software\\Run",
+        "\\REGISTRY\\MACHINE\\Software\\Run",
+    ]
+    assert pairs[0][1] == ecs_document(row, NOW)
+
+
+def test_documents_single_for_other_types() -> None:
+    row = build_row("domain")
+
+    assert ecs_documents(row, NOW) == [(row.key, ecs_document(row, NOW))]
+    assert ecs_document_ids(row.key, "domain", row.value) == [row.key]

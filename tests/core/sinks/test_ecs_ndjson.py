@@ -139,6 +139,20 @@ def test_unsupported_types_skipped_and_counted(context: ConnectorContext, tmp_pa
     assert sink.accepts(build_row("ipv4-cidr"))
 
 
+def test_registry_key_document_per_spelling(context: ConnectorContext, tmp_path: Path) -> None:
+    sink = make_sink(context, index="")
+    row = build_row("registry-key", "HKEY_CURRENT_USER\\Software\\Run")
+
+    sink.push(Changes(upserts=[row]))
+    sink.push(Changes(deletes=[delivered(row)]))
+
+    written = read_actions(tmp_path / "bulk" / "bulk-000001.ndjson")
+    paths = {meta["_id"]: doc["threat"]["indicator"]["registry"]["path"] for _, meta, doc in written if doc}
+    assert paths == {row.key: "HKEY_CURRENT_USER\\Software\\Run", f"{row.key}-1": "HKCU\\Software\\Run"}
+    removed = read_actions(tmp_path / "bulk" / "bulk-000002.ndjson")
+    assert removed == [("delete", {"_id": row.key}, None), ("delete", {"_id": f"{row.key}-1"}, None)]
+
+
 def test_cidr_document_has_no_ip(context: ConnectorContext, tmp_path: Path) -> None:
     sink = make_sink(context)
 

@@ -362,7 +362,7 @@ def test_failed_write_keeps_old_files(context: ConnectorContext, tmp_path: Path,
     assert (folder / "manifest.json").read_bytes() == old["manifest.json"]
     assert not [p for p in folder.iterdir() if p.name.endswith(atomic.TEMP_SUFFIX)]
 
-    # The event file already holds the row; the retry must still bring the manifest up to date.
+    # The event file already contains the row, and the retry must still bring the manifest up to date.
     monkeypatch.undo()
     retry = sink.push(Changes(upserts=[second]))
     assert retry.written == [second.key]

@@ -149,6 +149,27 @@ def test_lower_casing(context: ConnectorContext, tmp_path: Path, atom_type: str,
     assert rows_by_key(tmp_path / "lookups" / f"{collection}.csv")[row.key][field] == expected
 
 
+def test_registry_key_row_per_hive_spelling(context: ConnectorContext, tmp_path: Path) -> None:
+    sink = make_sink(context)
+    row = build_row("registry-key", "HKEY_LOCAL_MACHINE\\Software\\Evil")
+
+    result = sink.push(Changes(upserts=[row]))
+
+    assert result.written == [row.key]
+    path = tmp_path / "lookups" / "registry_intel.csv"
+    written = {r["_key"]: r["registry_path"] for r in read_rows(path)}
+    assert written == {
+        row.key: "hkey_local_machine\\software\\evil",
+        f"{row.key}-1": "hklm\\software\\evil",
+        f"{row.key}-2": "\\registry\\machine\\software\\evil",
+    }
+
+    result = sink.push(Changes(deletes=[delivered(row)]))
+
+    assert result.deleted == [row.key]
+    assert read_rows(path) == []
+
+
 def test_cidr_goes_to_ip_field_with_prefix(context: ConnectorContext, tmp_path: Path) -> None:
     sink = make_sink(context)
     host = build_row("ipv4", "203.0.113.9")
