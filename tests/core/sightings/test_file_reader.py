@@ -19,9 +19,11 @@ def reader(tmp_path, **settings):
 
 def read_all(r, cursor=None):
     records = []
-    for batch, cursor in r.read(cursor):
+    last = cursor
+    for batch, batch_cursor in r.read(cursor):
         records.extend(batch)
-    return records, cursor
+        last = batch_cursor
+    return records, last
 
 
 def write_lines(path, rows, mode="w"):
