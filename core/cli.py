@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("sync", help="pull every source, expire, and push changes to every sink")
+    sub.add_parser("sync", help="pull every source, expire, push changes to every sink, read sightings and publish")
     pull = sub.add_parser("pull", help="pull sources into the store")
     pull.add_argument("--source", help="pull only this source")
     push = sub.add_parser("push", help="push changes to sinks")

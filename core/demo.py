@@ -1,9 +1,9 @@
 """``stixbridge demo``: the main job end to end on a generated feed, with no Splunk, Elastic or MISP.
 
 The demo writes a sample alliance feed, serves it from a local TAXII 2.1 server (medallion, on 127.0.0.1)
-when the ``demo`` extra is installed, or reads it from a file otherwise, syncs it into the file sinks,
-reads local sightings back from ``sightings.jsonl``, publishes them as STIX Sightings to a second
-collection on the same TAXII server and reads them back from it, and prints a summary of each step.
+when the ``demo`` extra is installed, or reads it from a file otherwise, and syncs it into the file sinks.
+The same sync reads local sightings from ``sightings.jsonl`` and publishes them as STIX Sightings to a
+second collection on the TAXII server, which the demo then reads back. A summary of each step is printed.
 """
 
 from __future__ import annotations

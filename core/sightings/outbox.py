@@ -50,7 +50,7 @@ class Outcome(Protocol):
 
 
 class OutcomeList(Protocol):
-    """What a publisher returns (``stixbridge.connectors.taxii.publish.PublishResult``)."""
+    """The result of one publish call (``stixbridge.connectors.taxii.publish.PublishResult``)."""
 
     outcomes: list[Any]
 
@@ -65,7 +65,7 @@ class Publisher(Protocol):
 
 @dataclass
 class PublishCounts:
-    """What one publish run did for one target."""
+    """Counts of one publish run for one target."""
 
     queued: int = 0
     published: int = 0
@@ -219,8 +219,8 @@ class Outbox:
         """Send every pending object (and failed ones with attempts left) to one target.
 
         Raises:
-            Whatever the publisher raises for the whole call (configuration, authentication, transport);
-            the objects it was sending are back to ``pending`` with the error as their reason.
+            StixbridgeError: the publisher failed for the whole call (configuration, authentication,
+                transport). The objects it was sending are back to ``pending`` with the error as reason.
         """
         counts = PublishCounts()
         target = publisher.name

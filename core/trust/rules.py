@@ -1,4 +1,4 @@
-"""stixbridge's own rules for atoms that must never be blocked, whatever a feed says.
+"""stixbridge's own rules for atoms that must never be blocked, even when a feed lists them.
 
 Each rule has a stable name that appears in quarantine reasons and that a source policy may list in
 ``allow``. The rules need no data files, so they run even without the ``trust`` extra.

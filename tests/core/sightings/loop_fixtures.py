@@ -24,7 +24,7 @@ NOW = datetime(2024, 6, 15, 12, 0, tzinfo=UTC)
 class FakePublisher(Connector):
     """A TAXII-like target that stores what it accepts and can fail on purpose.
 
-    Like a TAXII server, it treats an object whose id and version it already holds as a success.
+    Like a TAXII server, it treats an object whose id and version it already stores as a success.
     """
 
     kind = "fake"

@@ -216,7 +216,7 @@ def test_crash_between_outbox_and_publish_sends_each_once(tmp_path):
     assert len(target.sent()) == 4
 
 
-def test_server_error_keeps_rows_pending_and_retry_sends_once(tmp_path):
+def test_server_error_retry_sends_once(tmp_path):
     engine, (target,) = make_loop(tmp_path)
     write_sightings(tmp_path / "sightings" / "hits.jsonl", [hit("c2.example.com", 10)])
     target.raise_before = TransientError("HTTP 503 from the TAXII server")
@@ -243,7 +243,7 @@ def test_crash_after_server_stored_repeats_identical_version_only(tmp_path):
 
     target.raise_after_store = None
     engine.sync()
-    # The server was sent the same (id, version) again and holds nothing new or changed.
+    # The server got the same (id, version) again and stores nothing new or changed.
     assert target.held == stored
     assert {r["status"] for r in outbox_of(engine).rows()} == {"published"}
     engine.sync()
@@ -313,7 +313,7 @@ class RenewingSource(Source):
         return [RawItem(self.newer, Provenance("alliance", "renewed"))]
 
 
-def test_sighting_of_expired_indicator_fetches_it_again(tmp_path):
+def test_expired_hit_fetches_indicator_again(tmp_path):
     old = indicator(1, "[domain-name:value = 'c2.example.com']", valid_until="2024-06-01T00:00:00.000Z")
     engine, (target,) = make_loop(tmp_path, objects=[old])
     engine.pull(RunSummary())
@@ -332,7 +332,7 @@ def test_sighting_of_expired_indicator_fetches_it_again(tmp_path):
     assert target.of_type("sighting")[0]["sighting_of_ref"] == C2
 
 
-def test_sighting_of_expired_indicator_that_stays_expired_says_why(tmp_path):
+def test_expired_hit_unmatched_with_reason(tmp_path):
     old = indicator(1, "[domain-name:value = 'c2.example.com']", valid_until="2024-06-01T00:00:00.000Z")
     engine, (target,) = make_loop(tmp_path, objects=[old])
     write_sightings(tmp_path / "sightings" / "hits.jsonl", [hit("c2.example.com", 10)])

@@ -93,7 +93,7 @@ def test_poisoned_feed_held_with_list_names_rest_arrives(tmp_path):
     assert "public-dns-v4" in matched["8.8.4.4"]
 
 
-def test_guard_held_atom_of_mixed_indicator_is_quarantined_alone(tmp_path):
+def test_mixed_indicator_atom_held_alone(tmp_path):
     feed = write_bundle(tmp_path / "feed.json", POISONED)
     engine = make_engine(tmp_path, {"alliance": feed})
     engine.sync()
@@ -104,7 +104,7 @@ def test_guard_held_atom_of_mixed_indicator_is_quarantined_alone(tmp_path):
     assert json.loads(rows[0][2]) == [["ipv4", "8.8.4.4"]]
 
 
-def test_release_stores_whole_hold_now_and_next_pull_keeps_it(tmp_path):
+def test_release_stores_whole_hold_now(tmp_path):
     feed = write_bundle(tmp_path / "feed.json", POISONED)
     sink = MemorySink()
     engine = make_engine(tmp_path, {"alliance": feed}, sink=sink)
@@ -126,7 +126,7 @@ def test_release_stores_whole_hold_now_and_next_pull_keeps_it(tmp_path):
     assert "already released" in release(engine, qid)
 
 
-def test_release_of_single_atom_adds_it_to_stored_indicator(tmp_path):
+def test_release_adds_single_atom(tmp_path):
     feed = write_bundle(tmp_path / "feed.json", POISONED)
     sink = MemorySink()
     engine = make_engine(tmp_path, {"alliance": feed}, sink=sink)
@@ -237,7 +237,7 @@ def test_blast_radius_small_changes_apply_at_once(tmp_path):
     assert engine.store.db.execute("SELECT COUNT(*) FROM review_pages").fetchone()[0] == 0
 
 
-def test_blast_radius_retired_atom_limit_applies_to_small_sources(tmp_path):
+def test_retired_atom_limit_small_source(tmp_path):
     write_bundle(tmp_path / "feed" / "a.json", bulk(30))
     engine = make_engine(tmp_path, {"alliance": tmp_path / "feed"}, {"max_retired_atoms": 10})
     engine.sync()
@@ -274,7 +274,7 @@ def test_changed_weights_rebuild_rows(tmp_path):
     assert sink.values()["c2.ru"].weight == 40
 
 
-def test_conflict_shown_when_one_source_revokes_what_another_asserts(tmp_path, capsys):
+def test_status_shows_revocation_conflict(tmp_path, capsys):
     a = write_bundle(tmp_path / "a.json", [indicator(1, "[domain-name:value = 'disputed.ru']",
                                                     created_by_ref="identity--a")])  # fmt: skip
     b = write_bundle(tmp_path / "b.json", [indicator(2, "[domain-name:value = 'disputed.ru']",

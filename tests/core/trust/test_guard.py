@@ -96,7 +96,7 @@ def test_guard_passes_revocations():
     assert guard()(record(("ipv4", "8.8.8.8"), revoked=True)) is None
 
 
-def test_guard_policy_skips_low_confidence_high_tlp_and_types():
+def test_guard_policy_skips_indicators():
     g = guard(SourcePolicy(name="alliance", min_confidence=60, max_tlp="green", atom_types=["domain"]))
     assert g(record(("domain", "evil-c2.ru"), confidence=40)) == GuardVerdict(keep=False)
     assert g(record(("domain", "evil-c2.ru"), tlp=2)) == GuardVerdict(keep=False)
@@ -113,7 +113,7 @@ def test_guard_policy_drops_unaccepted_atoms_only():
     assert [a.type for a in rec.atoms] == ["domain"]
 
 
-def test_guard_skipped_version_of_stored_indicator_keeps_no_atoms():
+def test_guard_skipped_stored_version_emptied():
     g = TrustGuard(TrustSettings(sources=[SourcePolicy(name="alliance", min_confidence=60)]), is_stored=lambda _: True)
     rec = record(("domain", "evil-c2.ru"), confidence=10)
     assert g(rec) == GuardVerdict(keep=True)
@@ -121,7 +121,7 @@ def test_guard_skipped_version_of_stored_indicator_keeps_no_atoms():
     assert "min_confidence" in (rec.composite_reason or "")
 
 
-def test_guard_released_atom_passes_and_repeat_adds_no_row():
+def test_guard_release_and_repeat():
     g = guard()
     first = g(record(("ipv4", "8.8.8.8")))
     assert isinstance(first, GuardHold)
