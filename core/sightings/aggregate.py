@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 # Distinct context pairs kept per window; more are counted but not kept, so one noisy host cannot grow a row.
 MAX_CONTEXT_PAIRS = 50
 _BATCH = 500
+PUBLISHED_KINDS = ("seen", "false-positive")
 
 Refetch = Callable[[str], dict[str, Any]]
 
@@ -100,6 +101,13 @@ def _aggregate_row(
     counts: AggregateCounts,
 ) -> None:
     sid, value, atom_type, indicator_id, seen_at, count, kind, context = row
+    if kind not in PUBLISHED_KINDS:
+        # MISP's "expiration" sightings, for one, say nothing about our telemetry.
+        not_published = f"kind {kind!r} is not published; only {' and '.join(PUBLISHED_KINDS)} are"
+        store.db.execute("UPDATE sightings SET status = 'unmatched', reason = ? WHERE sid = ?", (not_published, sid))
+        counts.unmatched += 1
+        counts.reasons["kind not published"] = counts.reasons.get("kind not published", 0) + 1
+        return
     atom = canonical_atom(value, atom_type)
     found: list[LiveIndicator] = []
     if indicator_id:
@@ -107,7 +115,7 @@ def _aggregate_row(
         found = [live] if live is not None else []
     if not found and atom is not None:
         found = finder.live(atom)
-    reason = None
+    reason: str | None = None
     if not found and atom is not None:
         found, reason = _try_expired(store, finder, atom, settings, refetch, fetched, counts)
     if atom is None and not found:

@@ -5,7 +5,7 @@ import pytest
 
 from stixbridge.cli import main
 from stixbridge.engine import EXIT_FAILED, EXIT_OK, RunSummary
-from stixbridge.model import Provenance, RawItem
+from stixbridge.model import Provenance, RawItem, SightingRecord
 from stixbridge.sightings.loop import outbox_of
 from stixbridge.sources.base import Source
 from stixbridge.timeutil import parse_timestamp
@@ -101,6 +101,19 @@ def test_false_positive_becomes_opinion(tmp_path):
     assert opinion["opinion"] == "disagree"
     assert opinion["object_refs"] == [C2]
     assert opinion["created_by_ref"] == engine.config.identity.id
+
+
+def test_other_kinds_are_not_published(tmp_path):
+    engine, (target,) = make_loop(tmp_path)
+    engine.pull(RunSummary())
+    record = SightingRecord("misp", "c2.example.com", NOW - timedelta(minutes=5), kind="expiration")
+    engine.store.add_sightings([record], "sightings:misp", None)
+    summary = RunSummary()
+    engine.read_sightings(summary)
+    engine.publish(summary)
+    assert target.sent() == []
+    reason = engine.store.db.execute("SELECT reason FROM sightings").fetchone()[0]
+    assert reason == "kind 'expiration' is not published; only seen and false-positive are"
 
 
 def test_address_in_network_indicator_is_sighted(tmp_path):
