@@ -154,6 +154,7 @@ class Outbox:
         return [*observed, sighting_object(window, self.identity.id, level, observed_id)]
 
     def _changed_windows(self, target: str) -> Iterator[Window]:
+        # TODO: prune windows and outbox rows older than a retention period; this scan grows with both.
         for row in self.store.db.execute(
             "SELECT w.object_id, w.object_type, w.indicator_id, w.window_start, w.tlp, w.count, w.first_seen, "
             "w.last_seen, w.context, w.created_ms, w.modified_ms, o.modified FROM sighting_windows w "
