@@ -383,3 +383,43 @@ def test_cli_sightings_list_and_status(tmp_path, capsys):
     status = json.loads(capsys.readouterr().out)
     assert status["sightings"]["records"] == {"matched": 1, "unmatched": 1}
     assert status["sightings"]["aggregates"] == {"sighting": 1}
+
+
+def test_misp_sightings_aggregate_as_stix_expects(tmp_path):
+    # MISP sightings of one attribute: two of type 0 an hour apart, one false positive, one expiration.
+    indicator_id = "indicator--37396a2d-2945-4fc7-807d-860a1b378b60"
+    objects = [dict(indicator(1, "[ipv4-addr:value = '198.51.100.23']"), id=indicator_id)]
+    engine, (target,) = make_loop(tmp_path, objects=objects, sharing={"window_minutes": 1440})
+    engine.config.identity.id = "identity--7f09444b-2404-426e-a06d-a1102df4156d"
+    engine.config.identity.name = "Example SOC"
+    engine.pull(RunSummary())
+    records = [
+        SightingRecord("misp", "198.51.100.23", parse_timestamp("2024-06-05T10:00:00Z"), indicator_id=indicator_id,
+                       external_id="101", context=(("source", "edr-sensor-7"),)),
+        SightingRecord("misp", "198.51.100.23", parse_timestamp("2024-06-05T11:00:00Z"), indicator_id=indicator_id,
+                       external_id="102", context=(("source", "edr-sensor-7"),)),
+        SightingRecord("misp", "198.51.100.23", parse_timestamp("2024-06-05T12:00:00Z"), indicator_id=indicator_id,
+                       external_id="103", kind="false-positive"),
+        SightingRecord("misp", "198.51.100.23", parse_timestamp("2024-06-05T13:00:00Z"), indicator_id=indicator_id,
+                       external_id="104", kind="expiration"),
+    ]  # fmt: skip
+    engine.store.add_sightings(records, "sightings:misp", None)
+    summary = RunSummary()
+    engine.read_sightings(summary)
+    engine.publish(summary)
+
+    (sighting,) = target.of_type("sighting")
+    assert sighting["spec_version"] == "2.1"
+    assert sighting["sighting_of_ref"] == indicator_id
+    assert sighting["count"] == 2
+    assert parse_timestamp(sighting["first_seen"]) == parse_timestamp("2024-06-05T10:00:00.000Z")
+    assert parse_timestamp(sighting["last_seen"]) == parse_timestamp("2024-06-05T11:00:00.000Z")
+    assert sighting["where_sighted_refs"] == ["identity--7f09444b-2404-426e-a06d-a1102df4156d"]
+    assert sighting["created"].endswith("Z") and len(sighting["created"]) == len("2024-06-05T10:00:00.000Z")
+    (identity,) = target.of_type("identity")
+    assert identity["name"] == "Example SOC"
+    assert identity["id"] == "identity--7f09444b-2404-426e-a06d-a1102df4156d"
+    (opinion,) = target.of_type("opinion")
+    assert opinion["object_refs"] == [indicator_id]
+    # The expiration is neither a Sighting nor an Opinion.
+    assert len(target.of_type("sighting")) + len(target.of_type("opinion")) == 2
