@@ -423,3 +423,20 @@ def test_misp_sightings_aggregate_as_stix_expects(tmp_path):
     assert opinion["object_refs"] == [indicator_id]
     # The expiration is neither a Sighting nor an Opinion.
     assert len(target.of_type("sighting")) + len(target.of_type("opinion")) == 2
+
+
+def test_version_two_state_file_gains_window_columns(tmp_path):
+    import sqlite3
+
+    from stixbridge.store.schema import MIGRATIONS
+    from stixbridge.store.sqlite import SqliteStore
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        for number in range(2):
+            db.executescript(MIGRATIONS[number])
+        db.execute("PRAGMA user_version = 2")
+    with SqliteStore(path) as store:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        columns = {row[1] for row in store.db.execute("PRAGMA table_info(sighting_windows)")}
+        assert {"tlp", "created_ms", "modified_ms"} <= columns
