@@ -301,6 +301,20 @@ class Engine:
         )  # fmt: skip
         return counts
 
+    # -- sightings ------------------------------------------------------------------------------------
+
+    def read_sightings(self, summary: RunSummary) -> None:
+        """Read every sightings reader and count new hits into per-indicator windows."""
+        from .sightings.loop import read_sightings
+
+        read_sightings(self, summary, CONNECTOR_ERRORS)
+
+    def publish(self, summary: RunSummary, only: str | None = None) -> None:
+        """Send our Sightings and Opinions to every enabled publish target (or only the named one)."""
+        from .sightings.loop import publish
+
+        publish(self, summary, CONNECTOR_ERRORS, only)
+
     # -- reviews of held pulls --------------------------------------------------------------------------
 
     def approve_review(self, review_id: int) -> dict[str, int]:
@@ -348,11 +362,13 @@ class Engine:
     # -- the whole job ---------------------------------------------------------------------------------
 
     def sync(self) -> RunSummary:
-        """Pull, expire and push, in that order."""
+        """Pull, expire, push, read sightings and publish, in that order."""
         summary = RunSummary()
         self.pull(summary)
         self.expire(summary)
         self.push(summary)
+        self.read_sightings(summary)
+        self.publish(summary)
         return summary
 
 
