@@ -110,7 +110,7 @@ def _coerce(value: Any, hint: Any, key: str, lines: LineFinder) -> Any:
             try:
                 return _coerce(value, option, key, lines)
             except ConfigError as exc:
-                errors.append(str(exc))
+                errors.append(exc.message)
         raise ConfigError(f"invalid value {value!r} for {key}: {'; '.join(errors)}", key=key, line=line)
 
     if origin is Literal:
