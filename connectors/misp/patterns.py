@@ -1,8 +1,8 @@
 """STIX 2.1 patterns for MISP attributes, composite types split into their parts.
 
-Every value placed in a pattern goes through :func:`escape_literal` (backslash first, then apostrophe),
-with no special case per type: misp-stix once built ``[file:name = 'eat at joe's']`` by plain string
-formatting, which every pattern parser rejects.
+Every value placed in a pattern goes through the core's :func:`stixbridge.patterns.escape_literal`
+(backslash first, then apostrophe), with no special case per type. misp-stix once built
+``[file:name = 'eat at joe's']`` by plain string formatting, which every pattern parser rejects.
 
 Composite MISP types hold two values separated by ``|``:
 
@@ -21,23 +21,7 @@ from __future__ import annotations
 import ipaddress
 
 from stixbridge.errors import InvalidInputError
-
-try:  # The core's own function, when this stixbridge has it.
-    from stixbridge.patterns import escape_literal as _core_escape
-except ImportError:  # this core has no pattern package yet
-    _core_escape = None
-
-
-def escape_literal(value: str) -> str:
-    """Escape a value for a single-quoted STIX pattern string literal (without the quotes)."""
-    if _core_escape is not None:
-        return str(_core_escape(value))
-    return value.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def _quoted(value: str) -> str:
-    return f"'{escape_literal(value)}'"
-
+from stixbridge.patterns import escape_literal
 
 # Object paths of the hash types, with the hash names STIX 2.1 uses.
 _HASH_NAMES = {
@@ -123,17 +107,17 @@ def pattern_of_attribute(misp_type: str, value: str) -> str:
     parts = split_composite(misp_type, value)
 
     if misp_type in _SINGLE_PATHS:
-        return f"[{_SINGLE_PATHS[misp_type]} = {_quoted(value)}]"
+        return f"[{_SINGLE_PATHS[misp_type]} = {escape_literal(value)}]"
     if misp_type == "ip-dst":
-        return f"[{_address_type(value)}:value = {_quoted(value)}]"
+        return f"[{_address_type(value)}:value = {escape_literal(value)}]"
     if misp_type == "ip-src":
         return _traffic("src", value)
     if misp_type == "AS":
         return f"[autonomous-system:number = {_as_number(value)}]"
     if misp_type == "domain|ip":
         return (
-            f"[domain-name:value = {_quoted(parts['domain'])} AND "
-            f"domain-name:resolves_to_refs[*].value = {_quoted(parts['ip'])}]"
+            f"[domain-name:value = {escape_literal(parts['domain'])} AND "
+            f"domain-name:resolves_to_refs[*].value = {escape_literal(parts['ip'])}]"
         )
     if misp_type in ("ip-dst|port", "ip-src|port"):
         side = "dst" if misp_type.startswith("ip-dst") else "src"
@@ -142,24 +126,24 @@ def pattern_of_attribute(misp_type: str, value: str) -> str:
     if misp_type == "hostname|port":
         return (
             f"[network-traffic:dst_ref.type = 'domain-name' AND network-traffic:dst_ref.value = "
-            f"{_quoted(parts['dest_host'])} AND network-traffic:dst_port = {parts['dest_port']}]"
+            f"{escape_literal(parts['dest_host'])} AND network-traffic:dst_port = {parts['dest_port']}]"
         )
     if misp_type == "regkey|value":
         return (
-            f"[windows-registry-key:key = {_quoted(parts['registry_key'])} AND "
-            f"windows-registry-key:values[*].data = {_quoted(parts['registry_value_data'])}]"
+            f"[windows-registry-key:key = {escape_literal(parts['registry_key'])} AND "
+            f"windows-registry-key:values[*].data = {escape_literal(parts['registry_value_data'])}]"
         )
     hash_type = "md5" if misp_type == "malware-sample" else misp_type.split("|", 1)[1]
     return (
-        f"[file:name = {_quoted(parts['file_name'])} AND "
-        f"file:hashes.{_HASH_NAMES[hash_type]} = {_quoted(parts['file_hash'])}]"
+        f"[file:name = {escape_literal(parts['file_name'])} AND "
+        f"file:hashes.{_HASH_NAMES[hash_type]} = {escape_literal(parts['file_hash'])}]"
     )
 
 
 def _traffic(side: str, address: str, port: int | None = None) -> str:
     text = (
         f"[network-traffic:{side}_ref.type = '{_address_type(address)}' AND "
-        f"network-traffic:{side}_ref.value = {_quoted(address)}"
+        f"network-traffic:{side}_ref.value = {escape_literal(address)}"
     )
     if port is not None:
         text += f" AND network-traffic:{side}_port = {port}"

@@ -8,7 +8,7 @@ import pytest
 from stix2patterns.v21.pattern import Pattern
 from stix2patterns.validator import run_validator
 
-from stixbridge.connectors.misp.patterns import escape_literal, pattern_of_attribute, split_composite
+from stixbridge.connectors.misp.patterns import pattern_of_attribute, split_composite
 from stixbridge.errors import InvalidInputError
 
 SHA256_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -50,10 +50,6 @@ def test_pattern_parses_back_to_value(misp_type: str, value: str, expected: str)
     literals = _literals(pattern_of_attribute(misp_type, value))
 
     assert literals == value.split("|")
-
-
-def test_escape_backslash_before_apostrophe() -> None:
-    assert escape_literal("a\\'b") == "a\\\\\\'b"
 
 
 # Composite types, with the split parts and the pattern each must give.
