@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import requests
 
 from stixbridge import __version__
-from stixbridge.errors import RemoteRejectedError, TransientError
+from stixbridge.errors import ConfigError, RemoteRejectedError, TransientError
 from stixbridge.plugins import require
 from stixbridge.secrets import MASK
 
@@ -140,6 +140,7 @@ class MispClient:
         """Return the PyMISP object, creating it (and checking version and user) on first use.
 
         Raises:
+            ConfigError: ``ca_bundle`` names no file.
             MissingExtraError: PyMISP is not installed.
             TransientError: MISP timed out or returned 5xx.
             RemoteRejectedError: the key was rejected, TLS verification failed, or the URL is not MISP.
@@ -153,7 +154,14 @@ class MispClient:
         self._warn_about_transport()
         ssl: bool | str = self.settings.verify_tls
         if self.settings.ca_bundle:
-            ssl = str(resolve_path(self.settings.ca_bundle, self._base_dir))
+            bundle = resolve_path(self.settings.ca_bundle, self._base_dir)
+            if not bundle.is_file():
+                raise ConfigError(
+                    f"ca_bundle {bundle} of {self.owner} is not a file; give the PEM file of the CA that signed the "
+                    "MISP certificate",
+                    key="ca_bundle",
+                )
+            ssl = str(bundle)
         key = self.settings.key.reveal() if self.settings.key is not None else ""
         _redact_in_pymisp_logs(key.strip())
 

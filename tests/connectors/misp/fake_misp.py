@@ -103,6 +103,7 @@ class Injection:
     times: int
     method: str | None
     body: Any
+    text: str | None = None
 
 
 @dataclass
@@ -209,10 +210,14 @@ class FakeMisp:
         times: int = 1,
         method: str | None = None,
         body: Any = None,
+        text: str | None = None,
     ) -> None:
-        """Make the next ``times`` requests whose path matches the regex ``path`` fail or wait."""
+        """Make the next ``times`` requests whose path matches the regex ``path`` fail or wait.
+
+        ``body`` replaces the JSON error body; ``text`` sends an HTML page instead of JSON.
+        """
         with self._lock:
-            self._injections.append(Injection(re.compile(path), status, delay, times, method, body))
+            self._injections.append(Injection(re.compile(path), status, delay, times, method, body, text))
 
     def writes(self) -> list[RecordedRequest]:
         """Return the requests that changed something."""
@@ -264,6 +269,8 @@ class FakeMisp:
         if injection is not None:
             if injection.delay:
                 time.sleep(injection.delay)
+            if injection.status is not None and injection.text is not None:
+                return injection.status, _Html(injection.text), {}
             if injection.status is not None:
                 payload = injection.body or {"name": "Injected failure", "message": "Injected failure", "url": path}
                 return injection.status, payload, {}
@@ -987,6 +994,13 @@ class FakeMisp:
         return results
 
 
+@dataclass
+class _Html:
+    """A page that is not JSON, such as the login page a misconfigured proxy returns."""
+
+    text: str
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeMisp
     protocol_version = "HTTP/1.1"
@@ -1001,9 +1015,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         status, payload, extra = self.fake.handle(self.command, self.path, self.headers, body)
         self.fake.record(self.command, self.path, status, body)
-        data = b"" if self.command == "HEAD" else json.dumps(payload).encode()
+        html = isinstance(payload, _Html)
+        data = b"" if self.command == "HEAD" else (payload.text if html else json.dumps(payload)).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Type", "text/html; charset=UTF-8" if html else "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
         for name, value in extra.items():
             self.send_header(name, value)
