@@ -160,6 +160,7 @@ class FakeMisp:
         self.dropped: list[dict[str, Any]] = []
         """Attributes MISP would drop silently (events/add and events/edit), with the reason."""
         self._by_uuid: dict[str, int] = {}
+        self._by_event: dict[int, list[int]] = {}
         self._event_by_uuid: dict[str, int] = {}
         self._values: dict[tuple[int, str, str, str], int] = {}
         self._next = {"event": 1, "attribute": 1, "sighting": 1, "tag": 1}
@@ -531,8 +532,11 @@ class FakeMisp:
         return {"saved": True, "success": True, "name": "Job queued", "message": "Job queued",
                 "url": f"/events/publish/{event['id']}", "id": str(event["id"])}  # fmt: skip
 
+    def _event_attributes(self, event_id: int) -> list[dict[str, Any]]:
+        return [self.attributes[i] for i in self._by_event.get(event_id, [])]
+
     def _attribute_count(self, event_id: int) -> int:
-        return sum(1 for a in self.attributes.values() if a["event_id"] == event_id and not a["deleted"])
+        return sum(1 for a in self._event_attributes(event_id) if not a["deleted"])
 
     def _view(self, event: dict[str, Any], *, metadata: bool) -> dict[str, Any]:
         view = {
@@ -561,7 +565,7 @@ class FakeMisp:
             "Tag": [self.tags[t] for t in event["tag_ids"]],
         }
         if not metadata:
-            attributes = [a for a in self.attributes.values() if a["event_id"] == event["id"] and not a["deleted"]]
+            attributes = [a for a in self._event_attributes(event["id"]) if not a["deleted"]]
             view["Attribute"] = [self._attribute_view(a) for a in attributes if a["object_id"] == 0]
             view["Object"] = []
         return view
@@ -704,6 +708,7 @@ class FakeMisp:
             stored = {"id": attribute_id, "event_id": event["id"], "uuid": attribute_uuid, "timestamp": timestamp,
                       "tag_ids": [], **clean}  # fmt: skip
             self.attributes[attribute_id] = stored
+            self._by_event.setdefault(event["id"], []).append(attribute_id)
             self._by_uuid[attribute_uuid] = attribute_id
             if clean["object_id"] == 0:
                 self._values[value_key] = attribute_id
@@ -787,7 +792,7 @@ class FakeMisp:
         if filters.get("returnFormat", "json") != "json":
             raise _api_error(404, "Invalid output format.", path)
 
-        matches = [a for a in self.attributes.values() if self._attribute_matches(a, filters)]
+        matches = [a for a in self._candidates(filters) if self._attribute_matches(a, filters)]
         _order(matches, filters.get("order"))
         count = len(matches)
         limit = filters.get("limit")
@@ -796,6 +801,19 @@ class FakeMisp:
             matches = matches[(page - 1) * int(limit) : page * int(limit)]
         result = [self._search_view(a, filters) for a in matches]
         return 200, {"response": {"Attribute": result}}, {"X-Result-Count": str(count)}
+
+    def _candidates(self, filters: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        """Narrow a search by UUID to the attributes and events named, as MISP's database index does."""
+        if not filters.get("uuid"):
+            return self.attributes.values()
+        found: dict[int, dict[str, Any]] = {}
+        for ref in _as_list(filters["uuid"]):
+            ref = str(ref).lower()
+            if ref in self._by_uuid:
+                found[self._by_uuid[ref]] = self.attributes[self._by_uuid[ref]]
+            if ref in self._event_by_uuid:
+                found.update((a["id"], a) for a in self._event_attributes(self._event_by_uuid[ref]))
+        return [found[i] for i in sorted(found)]
 
     def _attribute_matches(self, stored: dict[str, Any], filters: dict[str, Any]) -> bool:
         event = self.events[stored["event_id"]]
