@@ -117,7 +117,7 @@ def _with_overrides(entry: ConnectorEntry, request: ImportRequest) -> Source:
         changes["added_after"] = request.added_after
     if not changes:
         return source
-    copied = dataclasses.replace(settings, **changes)  # type: ignore[type-var]
+    copied = dataclasses.replace(settings, **changes)
     copied.validate(entry.name)
     return type(source)(entry.name, copied, source.context)
 
