@@ -8,9 +8,9 @@ The sink talks through the real PyMISP to the fake MISP of the test suite on 127
 counts every request. Batches are cut by the engine's own ``diff_rows``, as a ``stixbridge sync`` does.
 After the first push, three changes of 1% of the rows are pushed one after the other: edits spread
 over every event, new rows, and expired rows (the default action: ``to_ids`` off and an expiration
-sighting). The limits checked are: the first push in at most 60 write requests; each 1% change sends
-at most 5% of the rows and bytes of the first push; a push without change sends no request. The exit
-status is 1 when a limit is exceeded.
+sighting). Three limits are checked. The first push needs at most 60 write requests. Each 1% change
+sends at most 5% of the rows and bytes of the first push. A push without change sends no request. The
+exit status is 1 when a limit is exceeded.
 """
 
 from __future__ import annotations

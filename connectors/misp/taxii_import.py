@@ -37,7 +37,7 @@ DEFAULT_MAX_OBJECTS = 10_000
 
 @dataclass(frozen=True)
 class ImportRequest:
-    """What the MISP administrator and the user asked for."""
+    """The settings of one import, from the MISP administrator and the user."""
 
     config_path: Path
     """The stixbridge configuration file whose sources name the alliance servers."""
@@ -59,7 +59,7 @@ def import_collection(request: ImportRequest, now: datetime | None = None) -> di
         ``{"results": {"Attribute": [...], "Object": [], "Tag": [...]}}``.
 
     Raises:
-        ConfigError: the configuration or the request is invalid (the message says which key).
+        ConfigError: the configuration or the request is invalid (the message names the key).
         StixbridgeError: the pull failed (transient or rejected by the server).
     """
     if request.max_objects < 1:

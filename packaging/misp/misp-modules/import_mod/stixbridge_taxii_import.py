@@ -1,7 +1,7 @@
 """misp-modules import module: pull an alliance TAXII collection into a MISP event with stixbridge.
 
-In MISP, "Populate using" -> "stixbridge TAXII import" asks for a source, a collection and a start time,
-then shows the collection's live indicators as attributes for review. The module follows the
+In MISP, "Populate using" -> "stixbridge TAXII import" shows a form for a source, a collection and a start
+time, then the collection's live indicators as attributes for review. The module follows the
 misp-modules interface (``misperrors``, ``mispattributes``, ``moduleinfo``, ``moduleconfig``,
 ``handler``, ``introspection``, ``version``) and hands the work to
 ``stixbridge.connectors.misp.taxii_import``, so stixbridge must be installed in the Python environment
