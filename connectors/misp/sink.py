@@ -181,18 +181,24 @@ class MispSink(Sink):
     def _add_to_slot(
         self, slot: EventSlot, source: str, collection: str, rows: list[AtomRow], result: PushResult
     ) -> None:
-        slot.count += len(rows)
-        first = True
-        for chunk in _chunks(rows, self.settings.chunk_size):
-            if first and not slot.exists:
-                self._create_event(slot, source, collection, chunk, result)
-            else:
+        chunks = list(_chunks(rows, self.settings.chunk_size))
+        for number, chunk in enumerate(chunks):
+            if slot.exists:
                 self._add_attributes(slot, chunk, result)
-            first = False
+            elif not self._create_event(slot, source, collection, chunk, result):
+                # The event could not be created as planned; the rest of the rows are placed again.
+                self._add(source, collection, [row for later in chunks[number:] for row in later], result)
+                return
+            slot.count += len(chunk)
 
     def _create_event(
         self, slot: EventSlot, source: str, collection: str, rows: list[AtomRow], result: PushResult
-    ) -> None:
+    ) -> bool:
+        """Create the slot's event with ``rows``; return False when the rows must be placed again.
+
+        That happens when the event exists already (its real size is then read) or when MISP will not
+        create it (its UUID is on the event blocklist, and the slot is no longer used).
+        """
         attributes = [self.builder.build(row) for row in rows]
         event = {
             "uuid": slot.uuid,
@@ -213,14 +219,15 @@ class MispSink(Sink):
             # The event exists after all (created by a request that timed out, or by another run).
             logger.info("MISP event %s already exists; adding the attributes to it.", slot.uuid)
             slot.exists = True
-            self._add_attributes(slot, rows, result)
-            return
+            held = [e for e in self._index_events([slot.uuid]) if str(e.get("uuid", "")).lower() == slot.uuid]
+            slot.count = int(held[0].get("attribute_count") or 0) if held else 0
+            return False
         if answer.status == 403:
             slot.usable = False
-            reason = f"MISP rejected the creation of event {slot.uuid} ({_message(answer.body)})"
-            logger.warning("%s; trying the next part.", reason)
-            self._add(source, collection, rows, result)
-            return
+            logger.warning(
+                "MISP rejected the creation of event %s (%s); using the next part.", slot.uuid, _message(answer.body)
+            )
+            return False
 
         slot.exists = True
         self._touched.add(slot.uuid)
@@ -231,6 +238,7 @@ class MispSink(Sink):
             else:
                 result.failed[row.key] = f"MISP dropped attribute {attribute['uuid']} when creating event {slot.uuid}"
         logger.info("Created MISP event %s (%s) with %d attributes.", slot.uuid, event["info"], len(stored))
+        return True
 
     def _add_attributes(self, slot: EventSlot, rows: list[AtomRow], result: PushResult) -> None:
         attributes = [self.builder.build(row) for row in rows]

@@ -443,27 +443,31 @@ def test_event_of_other_org_fails_rows(fake: FakeMisp, make_sink) -> None:
 
 
 def test_blocklisted_event_uses_next_part(fake: FakeMisp, make_sink) -> None:
-    sink = make_sink()
+    sink = make_sink(chunk_size=2, max_attributes_per_event=4)
     fake.event_blocklist.add(event_uuid(sink.namespace, "alliance", "collection-a", 0))
 
-    result = sink.push(Changes(upserts=[make_row(1)]))
+    result = sink.push(Changes(upserts=[make_row(n) for n in range(1, 6)]))
 
-    assert len(result.written) == 1
-    assert [e["uuid"] for e in fake.events.values()] == [event_uuid(sink.namespace, "alliance", "collection-a", 1)]
+    assert len(result.written) == 5
+    assert result.failed == {}
+    parts = [event_uuid(sink.namespace, "alliance", "collection-a", part) for part in (1, 2)]
+    assert [e["uuid"] for e in fake.events.values()] == parts
+    assert sorted(Counter(a["event_id"] for a in fake.live_attributes()).values()) == [1, 4]
 
 
-def test_existing_event_after_lost_answer(fake: FakeMisp, make_sink) -> None:
-    sink = make_sink()
+def test_existing_event_after_lost_response(fake: FakeMisp, make_sink) -> None:
+    sink = make_sink(max_attributes_per_event=3)
     target = event_uuid(sink.namespace, "alliance", "collection-a", 0)
     sink.planner.reset()
     slot = sink.planner.slot_for("alliance", "collection-a")
     assert not slot.exists
-    fake.seed_event({"info": "made by a request whose answer was lost", "uuid": target})
+    fake.seed_event({"info": "made by a request whose response was lost", "uuid": target,
+                     "Attribute": [{"type": "domain", "value": "seen.example.com"}]})  # fmt: skip
 
-    result = sink.push(Changes(upserts=[make_row(1)]))
+    result = sink.push(Changes(upserts=[make_row(n) for n in range(1, 4)]))
 
-    assert len(result.written) == 1
-    assert len(fake.events) == 1
+    assert len(result.written) == 3
+    assert sorted(Counter(a["event_id"] for a in fake.live_attributes()).values()) == [1, 3]
 
 
 def test_api_key_never_logged(fake: FakeMisp, make_sink, caplog: pytest.LogCaptureFixture) -> None:
