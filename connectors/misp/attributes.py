@@ -32,7 +32,7 @@ def sink_namespace(seed: str) -> uuid.UUID:
 
 
 def attribute_uuid(namespace: uuid.UUID, row_key: str) -> str:
-    """Return the UUID of the attribute that holds the row with this key."""
+    """Return the UUID of the attribute written for the row with this key."""
     return str(uuid.uuid5(namespace, row_key))
 
 

@@ -12,8 +12,8 @@ Composite MISP types hold two values separated by ``|``:
 - ``regkey|value`` and ``domain|ip`` split on the first ``|``, because registry value data may contain
   one.
 
-The hash, address or domain is the matchable part; a port or a file name only narrows it and ends up as
-context of that atom once the pattern is normalised.
+The hash, address or domain is the matchable part. A port or a file name only narrows it, so the
+normaliser keeps it as context of that atom.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from stixbridge.secrets import Secret
 from stixbridge.settings import Settings
 
 DEFAULT_TIMEOUT = 60.0
-"""Seconds to wait for one MISP answer. Reads of a few thousand attributes take seconds on a busy MISP."""
+"""Seconds to wait for one MISP response. Reads of a few thousand attributes take seconds on a busy MISP."""
 
 MAX_TIMEOUT = 900.0
 DEFAULT_CHUNK_SIZE = 4000
@@ -123,8 +123,8 @@ class MispSinkSettings(MispConnectionSettings):
     chunk_size: int = DEFAULT_CHUNK_SIZE
     """Attributes per write request."""
     expiry_action: Literal["disable", "delete"] = "disable"
-    """What happens to an attribute whose atom expired: ``disable`` turns ``to_ids`` off and adds an
-    expiration sighting, ``delete`` soft-deletes it."""
+    """Action on an attribute whose atom expired: ``disable`` turns ``to_ids`` off and adds an expiration
+    sighting, ``delete`` soft-deletes it."""
     event_info: str = "stixbridge: {source} / {collection}"
     """Title of each event; ``{source}``, ``{collection}`` and ``{part}`` are filled in."""
     event_tags: list[str] = field(default_factory=list)

@@ -10,7 +10,7 @@ How one batch of changes travels (every write carries up to ``chunk_size`` attri
    list, which returns an error per rejected attribute.
 4. Expired rows are disabled (``to_ids`` off through ``events/edit`` and one expiration sighting, type
    2, per chunk through ``sightings/add`` with the attribute id list) or soft-deleted through
-   ``events/edit``, as ``expiry_action`` says.
+   ``events/edit``, as ``expiry_action`` sets.
 
 ``events/add`` and ``events/edit`` drop invalid attributes without an error, so values are checked with
 MISP's rules before they are sent and the attributes ``events/add`` returns are compared with those sent.
@@ -30,6 +30,7 @@ from stixbridge.errors import RemoteRejectedError, StixbridgeError
 from stixbridge.model import AtomRow, Changes, DeliveredRow, PushResult
 from stixbridge.sinks.base import Sink
 
+from .attribute_types import misp_type_of_row
 from .attributes import AttributeBuilder, attribute_uuid, event_uuid, sink_namespace, source_tag
 from .client import MispAnswer, MispClient
 from .placement import EventPlanner, EventSlot
@@ -54,8 +55,8 @@ class MispSink(Sink):
     settings_class = MispSinkSettings
     settings: MispSinkSettings
     batch_size: ClassVar[int] = 25_000
-    """Rows per push. Large batches let the rows of one collection fill whole write requests; with the
-    engine's default of 5,000 spread over several collections most requests would carry a fraction."""
+    """Rows per push. Large batches let the rows of one collection fill whole write requests. With the
+    engine's default of 5,000 rows spread over several collections, most requests would carry a fraction."""
 
     def __init__(self, name: str, settings: MispSinkSettings, context: ConnectorContext) -> None:
         super().__init__(name, settings, context)
@@ -82,9 +83,10 @@ class MispSink(Sink):
         problem = self.builder.problem(row)
         if problem is None:
             return True
-        if not self._left_out:
-            logger.debug("MISP sink %s leaves out row %s: %s", self.name, row.key, problem)
-        self._left_out[problem.split(":", 1)[0]] += 1
+        logger.debug("MISP sink %s leaves out row %s: %s", self.name, row.key, problem)
+        misp_type = misp_type_of_row(row)
+        reason = f"no MISP type for atom type {row.type!r}" if misp_type is None else f"{misp_type} values MISP rejects"
+        self._left_out[reason] += 1
         return False
 
     def begin(self) -> None:

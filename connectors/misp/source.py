@@ -1,7 +1,7 @@
 """MISP as a feed source: attributes of a MISP instance, or MISP event files, as STIX 2.1 indicators.
 
 From a server, ``attributes/restSearch`` is read in pages ordered by attribute timestamp, with a
-keyset cursor: each request is for attributes changed at or after the largest timestamp seen so far,
+keyset cursor. Each request is for attributes changed at or after the largest timestamp seen so far,
 and pages by number only through a run of attributes that share one timestamp. An attribute edited
 while a pull runs gets a newer timestamp and so moves ahead of the cursor, never behind it; attributes
 at the cursor's own second are read again and dropped as repeats. Decayed attributes (by MISP's decay

@@ -189,7 +189,9 @@ def test_accepts_only_types_and_values_misp_holds(make_sink, caplog: pytest.LogC
     with caplog.at_level(logging.WARNING):
         sink.finish(True)
     assert "left out rows MISP cannot hold" in caplog.text
-    assert "MISP has no attribute type for atom type 'x509-serial' (1)" in caplog.text
+    assert "no MISP type for atom type 'x509-serial' (1)" in caplog.text
+    assert "md5 values MISP rejects (1)" in caplog.text
+    assert "ip-dst values MISP rejects (1)" in caplog.text
 
 
 def test_push_reports_invalid_rows_as_failed(fake: FakeMisp, make_sink) -> None:
@@ -357,7 +359,7 @@ def test_no_publish_by_default(fake: FakeMisp, make_sink) -> None:
     assert not any(r.path.startswith("/events/publish/") for r in fake.requests)
 
 
-def test_publish_refused_raises_when_complete(fake: FakeMisp, make_sink) -> None:
+def test_publish_rejected_raises_when_complete(fake: FakeMisp, make_sink) -> None:
     sink = make_sink(publish=True)
     sink.begin()
     sink.push(Changes(upserts=[make_row(1)]))
