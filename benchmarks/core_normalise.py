@@ -94,6 +94,10 @@ name = "bench"
 kind = "file"
 path = "{feed}"
 page_size = 2000
+# The generated feed uses documentation ranges and example domains, which the guards hold by default.
+[[trust.sources]]
+name = "bench"
+allow = ["documentation", "benign-hashes"]
 [[sinks]]
 name = "splunk-csv"
 kind = "splunk-csv"
