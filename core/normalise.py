@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_OBJECT_BYTES = 1_048_576
 
+# A custom property that sources set when their own scoring (MISP decay, say) estimates an expiry; the
+# store uses it when the producer states no valid_until, and it is never published as valid_until.
+SCORE_EXPIRY_PROPERTY = "x_stixbridge_score_expiry"
+
 # Object types STIX 2.0 and 2.1 define; anything else is custom and stored as it is.
 STIX_TYPES = frozenset(
     {
@@ -89,7 +93,7 @@ def normalise_item(
     if item.obj is None:
         return Normalised(
             quarantine=QuarantineItem(
-                provenance, item.error or "unreadable object", raw_text=item.raw_text, reason_code="not-json"
+                provenance, item.error or "unreadable object", raw_text=item.raw_text, reason_code=item.reason_code
             )
         )
     obj = item.obj
@@ -206,6 +210,9 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
         provenance=provenance,
         raw=obj if isinstance(obj, dict) else dict(obj),
     )
+    if isinstance(obj.get(SCORE_EXPIRY_PROPERTY), str):
+        record.score_expiry = _timestamp(obj, SCORE_EXPIRY_PROPERTY, False)
+
     if record.pattern_type != "stix":
         record.composite_reason = f"pattern_type {record.pattern_type!r} is not a STIX pattern; kept, not matched"
         return record

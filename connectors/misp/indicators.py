@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from stixbridge.errors import InvalidInputError
+from stixbridge.normalise import SCORE_EXPIRY_PROPERTY
 from stixbridge.timeutil import format_timestamp, from_epoch, parse_timestamp
 from stixbridge.tlp import TLP2_MARKING_IDS, tlp_of_tags
 
@@ -107,9 +108,9 @@ def _add_optional(
     if isinstance(scores, list) and scores:
         expiry = decay_expiry(scores, now)
         if expiry is not None:
-            # STIX requires valid_until after valid_from; an attribute that decayed before it became
-            # valid expires one second after.
-            indicator["valid_until"] = format_timestamp(max(expiry, valid_from + timedelta(seconds=1)))
+            # Not valid_until: that would state the producer's own expiry, and the decay is our estimate.
+            # An attribute that decayed before it became valid expires one second after.
+            indicator[SCORE_EXPIRY_PROPERTY] = format_timestamp(max(expiry, valid_from + timedelta(seconds=1)))
 
     warnings = attribute.get("warnings")
     if isinstance(warnings, list) and warnings:

@@ -28,6 +28,7 @@ from typing import Any
 from stixbridge.connector import ConnectorContext
 from stixbridge.errors import InvalidInputError, RemoteRejectedError
 from stixbridge.model import Page, Provenance, RawItem
+from stixbridge.normalise import SCORE_EXPIRY_PROPERTY
 from stixbridge.sources.base import Source
 from stixbridge.timeutil import parse_timestamp
 
@@ -201,11 +202,11 @@ class MispSource(Source):
         except InvalidInputError as exc:
             self.counts["rejected"] += 1
             text = json.dumps(attribute, separators=(",", ":"))
-            return RawItem(None, provenance, raw_text=text, error=str(exc), size=len(text))
+            return RawItem(None, provenance, raw_text=text, error=str(exc), size=len(text), reason_code="invalid")
 
         if deleted:
             indicator["revoked"] = True
-        elif "valid_until" in indicator and parse_timestamp(indicator["valid_until"]) <= now:
+        elif SCORE_EXPIRY_PROPERTY in indicator and parse_timestamp(indicator[SCORE_EXPIRY_PROPERTY]) <= now:
             # TODO: a sighting in MISP extends the decay there without changing the attribute timestamp,
             # so an expiry computed here is not moved until the attribute itself changes.
             self.counts["decayed"] += 1

@@ -173,3 +173,11 @@ def test_normalise_ipv6_typed_as_ipv4_becomes_ipv6():
 def test_normalise_cidr_host_bits_quarantined_and_32_is_address():
     assert atoms(indicator(1, "[ipv4-addr:value = '198.51.100.7/32']")) == [("ipv4", "198.51.100.7", "exact")]
     assert run(indicator(2, "[ipv4-addr:value = '198.51.100.7/24']")).quarantine is not None
+
+
+def test_normalise_score_expiry_kept_apart_from_valid_until():
+    result = run(indicator(1, "[ipv4-addr:value = '198.51.100.7']", x_stixbridge_score_expiry="2024-07-01T00:00:00Z"))
+    assert result.indicator is not None
+    assert result.indicator.valid_until is None
+    assert result.indicator.score_expiry is not None
+    assert result.indicator.score_expiry.isoformat() == "2024-07-01T00:00:00+00:00"

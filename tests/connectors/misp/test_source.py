@@ -221,7 +221,7 @@ def test_server_deleted_attribute_revoked(fake: FakeMisp, make_source) -> None:
     assert [i["id"][-2:] for i in revoked] == ["02"]
 
 
-def test_server_decay_sets_valid_until(fake: FakeMisp, make_source) -> None:
+def test_server_decay_sets_score_expiry(fake: FakeMisp, make_source) -> None:
     fake.decay_model = DecayModel()
     recent = int((NOW - timedelta(days=10)).timestamp())
     old = int((NOW - timedelta(days=100)).timestamp())
@@ -235,8 +235,9 @@ def test_server_decay_sets_valid_until(fake: FakeMisp, make_source) -> None:
     assert sorted(by_id) == ["01", "03"]
     # NIDS model: score 80 falls below 30 after 120 days * (1 - 30/80) ** 2 = 46.875 days.
     expected = NOW - timedelta(days=10) + timedelta(days=46.875)
-    assert abs(parse_timestamp(by_id["01"]["valid_until"]) - expected) < timedelta(seconds=2)
-    assert "valid_until" not in by_id["03"]
+    assert abs(parse_timestamp(by_id["01"]["x_stixbridge_score_expiry"]) - expected) < timedelta(seconds=2)
+    assert "valid_until" not in by_id["01"]
+    assert "x_stixbridge_score_expiry" not in by_id["03"]
     assert source.counts["decayed"] == 1
 
 
