@@ -113,7 +113,8 @@ class AtomError(InvalidInputError, ValueError):
         self.value = value
 
 
-# Longest value quoted in full in an error message; longer ones are cut so one bad row cannot flood a log.
+# Maximum length of a value quoted in full in an error message. Longer values are cut, so one bad row
+# cannot flood a log.
 _MAX_QUOTED_CHARS = 200
 
 
@@ -143,11 +144,12 @@ def _stripped(value: object, atom_type: AtomType, what: str) -> str:
 
 # --- IP addresses -------------------------------------------------------------------------------------
 
-# Octets with leading zeros are rejected: inet_aton and many tools read '010' as octal 8, others as 10.
+# Octets with leading zeros are rejected because inet_aton and many tools read '010' as octal 8, and
+# others read it as decimal 10.
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _IPV4_PREFIX_RE = re.compile(r"3[0-2]|[12]?[0-9]")
-# Hex digits, colons and dots with an optional prefix length or zone index: worth handing to ipaddress.
+# Only text of hex digits, colons and dots, with an optional prefix length or zone index, goes to ipaddress.
 _IPV6_LIKE_RE = re.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:/[0-9]+)?(?:%.*)?", re.DOTALL)
 _DOTTED_DIGITS_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 _MAX_IPV4_OCTET = 255
@@ -167,8 +169,8 @@ def _ipv4_octet_problem(text: str) -> str:
 
 
 def _format_ipv6(address: ipaddress.IPv6Address) -> str:
-    # RFC 5952 section 5 writes IPv4-mapped addresses with a dotted tail. Python 3.11 and 3.12 print
-    # '::ffff:c633:6405' instead (3.13 changed), so the form is built here to stay the same everywhere.
+    # RFC 5952 section 5 writes IPv4-mapped addresses with a dotted tail. Python 3.11 prints
+    # '::ffff:c633:6405' instead, so the form is built here to be the same on every Python version.
     mapped = address.ipv4_mapped
     if mapped is not None:
         return f"::ffff:{mapped}"
@@ -211,7 +213,7 @@ def _ipv4_cidr_atom(text: str, raw: str, original: str | None) -> Atom:
 def _ipv6_atom(text: str, raw: str, original: str | None) -> Atom:
     if "%" in text:
         raise AtomError(
-            f"IPv6 address {_quote(raw)} has a zone index ('%...'), which only has meaning on one host; remove it",
+            f"IPv6 address {_quote(raw)} has a zone index ('%...'), which only has meaning on one host. Remove it",
             atom_type=AtomType.IPV6,
             value=raw,
         )
@@ -278,7 +280,7 @@ def _network_text(value: object, atom_type: AtomType, what: str) -> tuple[str, s
 
 
 def _ip_atom(value: object) -> Atom:
-    """Build an IPv4, IPv6 or CIDR atom, typed by the value whatever the STIX object type said."""
+    """Build an IPv4, IPv6 or CIDR atom, typed by the value whatever object type the pattern names."""
     text, raw, original = _network_text(value, AtomType.IPV4, "IP address")
     atom = _ip_from_text(text, raw, original)
     if atom is None:
@@ -292,15 +294,15 @@ def _ip_atom(value: object) -> Atom:
 
 # --- Domain names -----------------------------------------------------------------------------------
 
-# Underscores are allowed: DNS carries them (_dmarc, service labels) and malware hosts use them,
-# although host names under RFC 952 may not.
+# Underscores are allowed because DNS carries them (_dmarc, service labels) and malware hosts use them,
+# although RFC 952 host names may not contain them.
 _ASCII_NAME_RE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 _ASCII_LABEL_RE = re.compile(r"[a-z0-9_-]+")
 _MAX_NAME_OCTETS = 253
 _MAX_LABEL_OCTETS = 63
-# UTS #46 maps these full stops to '.'; they are replaced before the name is split into labels.
+# UTS #46 maps these full stops to '.'. They are replaced before the name is split into labels.
 _UNICODE_FULL_STOPS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
-# IDNA conversions cost about 17 µs each (idna 3.20, CPython 3.11); names repeat across a feed.
+# Each IDNA conversion takes about 17 µs (idna 3.20, CPython 3.11.7, timeit), and names repeat in a feed.
 _IDNA_CACHE_SIZE = 4096
 
 
@@ -369,7 +371,8 @@ def _idna_domain(name: str, raw: str, atom_type: AtomType) -> tuple[str, str]:
     if any(char.isspace() for char in name):
         raise AtomError(f"invalid domain name {_quote(raw)}: it contains white space", atom_type=atom_type, value=raw)
 
-    labels = name.translate(_UNICODE_FULL_STOPS).split(".")
+    name = name.translate(_UNICODE_FULL_STOPS)
+    labels = (name[:-1] if name.endswith(".") else name).split(".")
     try:
         ascii_labels = [label.lower() if label.isascii() else _label_to_ascii(label) for label in labels]
     except idna.IDNAError as exc:
@@ -405,7 +408,7 @@ def _domain_atom_from_text(text: str, raw: str, original: str | None) -> Atom:
 
 
 def _domain_atom(value: object) -> Atom:
-    """Build a domain atom, or an IP atom when a domain-name object holds an IP address."""
+    """Build a domain atom, or an IP atom when a domain-name object contains an IP address."""
     text, raw, original = _network_text(value, AtomType.DOMAIN, "domain name")
     ip_atom = _ip_from_text(text, raw, original)
     if ip_atom is not None:
@@ -414,12 +417,12 @@ def _domain_atom(value: object) -> Atom:
     return _domain_atom_from_text(text, raw, original)
 
 
-# MAC-48 addresses appear in network-traffic src_ref/dst_ref; no atom type matches them.
+# MAC-48 addresses appear in network-traffic src_ref and dst_ref, and no atom type matches them.
 _MAC_RE = re.compile(r"[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){5}")
 
 
 def _host_atom(value: object) -> Atom | None:
-    """Build an IP or domain atom from a reference that may point at either; None for a MAC address."""
+    """Build an IP or domain atom from a reference that may point at either, or return None for a MAC."""
     text, raw, original = _network_text(value, AtomType.DOMAIN, "host")
     if _MAC_RE.fullmatch(text):
         return None
@@ -439,7 +442,7 @@ _SCHEMES_NEEDING_HOST = frozenset({"http", "https", "ftp", "ftps", "ws", "wss"})
 
 
 def _split_host_port(host_port: str, raw: str) -> tuple[str, str]:
-    """Split ``host[:port]`` or ``[ipv6][:port]``; the port is '' when absent."""
+    """Split ``host[:port]`` or ``[ipv6][:port]``. The port is '' when absent."""
     if host_port.startswith("["):
         end = host_port.find("]")
         if end < 0:
@@ -480,7 +483,7 @@ def _canonical_host(host: str, raw: str) -> tuple[str, str]:
     """Return the canonical and display form of a URL host (domain, IPv4 or bracketed IPv6).
 
     Raises:
-        AtomError: the host is invalid; the message quotes the whole URL.
+        AtomError: the host is invalid. The message quotes the whole URL.
     """
     try:
         if host.startswith("["):
@@ -644,8 +647,9 @@ _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 # Both hashes may be empty: the ssdeep of empty input is "3::".
 _SSDEEP_RE = re.compile(r"([0-9]{1,10}):([A-Za-z0-9/+]{0,64}):([A-Za-z0-9/+]{0,64})")
 _SSDEEP_MIN_BLOCKSIZE = 3
-# TLSH: 70 hex digits (1-byte checksum) or 72 (3-byte checksum), optionally after the version prefix T1.
-_TLSH_RE = re.compile(r"(?:[Tt]1)?(?:[0-9A-Fa-f]{70}|[0-9A-Fa-f]{72})")
+# TLSH with the default 128 buckets and 1-byte checksum: 35 bytes as 70 hex digits. Since TLSH 4.5 the
+# digest starts with the version prefix 'T1' (72 characters); older tools print it without.
+_TLSH_RE = re.compile(r"(?:[Tt]1)?[0-9A-Fa-f]{70}")
 
 
 def canonical_hash_algorithm(key: str) -> str | None:
@@ -696,7 +700,7 @@ def _ssdeep_atom(value: object) -> Atom:
         )
     blocksize = int(match.group(1))
     multiple, remainder = divmod(blocksize, _SSDEEP_MIN_BLOCKSIZE)
-    if remainder or multiple & (multiple - 1):
+    if remainder or multiple == 0 or multiple & (multiple - 1):
         raise AtomError(
             f"SSDEEP blocksize {blocksize} is not 3 times a power of two: {_quote(raw)}",
             atom_type=AtomType.SSDEEP,
@@ -711,11 +715,13 @@ def _tlsh_atom(value: object) -> Atom:
 
     if not _TLSH_RE.fullmatch(text):
         raise AtomError(
-            f"TLSH needs 70 or 72 hex characters, optionally after 'T1', got {len(text)} characters: {_quote(raw)}",
+            f"TLSH needs 70 hex characters, optionally after the prefix 'T1', got {len(text)} characters: "
+            f"{_quote(raw)}",
             atom_type=AtomType.TLSH,
             value=raw,
         )
-    # The reference implementation prints upper-case hex; the case carries no meaning.
+    # Hex case carries no meaning, and TLSH implementations print upper case (T1F7D0...), so feeds that
+    # lower-case the digest still give the same atom.
     canonical = text.upper()
     return Atom(AtomType.TLSH, canonical, canonical)
 
@@ -726,10 +732,11 @@ _SERIAL_SEPARATORS = str.maketrans("", "", ": -")
 
 
 def _x509_serial_atom(value: object) -> Atom:
-    """Build a certificate serial atom: upper-case hex without separators, as ECS x509.serial_number asks.
+    """Build a certificate serial atom in upper-case hex without separators, as ECS recommends.
 
-    A serial of digits only is taken as hex digits, as STIX writes serials; a decimal serial from a
-    producer that prints them in base 10 therefore gives a different atom.
+    A serial of digits only is taken as hex digits, because the STIX 2.1 example bundles write serials
+    as colon-separated hex. A producer that prints serials in decimal therefore gives a different atom
+    for the same certificate.
     """
     raw = _text(value, AtomType.X509_SERIAL)
     text = raw.strip()
@@ -747,7 +754,8 @@ def _x509_serial_atom(value: object) -> Atom:
     return Atom(AtomType.X509_SERIAL, canonical, canonical)
 
 
-# Hive spellings, upper-cased, mapped to the full names that STIX 2.1 requires in windows-registry-key:key.
+# Hive spellings, upper-cased, mapped to full names. The STIX 2.1 JSON schema (as bundled with
+# stix2-validator 3.3.2) rejects a windows-registry-key:key that starts with HKLM, HKCC, HKCR, HKCU or HKU.
 _REGISTRY_HIVES = {
     "HKEY_LOCAL_MACHINE": "HKEY_LOCAL_MACHINE",
     "HKLM": "HKEY_LOCAL_MACHINE",
@@ -764,7 +772,7 @@ _REGISTRY_HIVES = {
     "HKEY_DYN_DATA": "HKEY_DYN_DATA",
     "HKDD": "HKEY_DYN_DATA",
 }
-# Kernel object paths, as Elastic Defend and Windows security events write them.
+# Kernel object paths, which some Windows event sources write in place of hive names.
 _KERNEL_HIVES = {
     "\\REGISTRY\\MACHINE": "HKEY_LOCAL_MACHINE",
     "\\REGISTRY\\USER": "HKEY_USERS",
@@ -795,25 +803,33 @@ def _split_hive(key: str) -> tuple[str | None, str]:
 def _registry_key_atom(value: object) -> Atom:
     """Build a registry key atom: the hive spelled out in full, the rest with its case preserved.
 
-    STIX 2.1 asks for the full hive name and a case-preserved key. Windows compares keys without
-    regard to case, but Elasticsearch keyword fields compare with it, so lower-casing here would stop
-    Elastic matches; a sink that matches without case lower-cases on write instead.
+    The STIX 2.1 JSON schema rejects abbreviated hives in ``windows-registry-key:key``. Windows
+    compares keys without regard to case, but Elasticsearch keyword fields compare with it, so
+    lower-casing here would stop Elastic matches. A sink that matches without case (a Splunk lookup
+    with ``case_sensitive_match = false``) lower-cases on write instead.
+
+    Trailing backslashes are removed. Reports write ``...\\Services\\Name\\`` to mark a key, but a key
+    name cannot contain a backslash (Windows registry rules), so a path that ends in one names no key.
     """
     text = _stripped(value, AtomType.REGISTRY_KEY, "registry key")
 
     hive, rest = _split_hive(text)
     if hive is None:
-        # NOTE: a key without a known hive is kept as given; it can only match events written the same way.
-        return Atom(AtomType.REGISTRY_KEY, text, text)
-    return Atom(AtomType.REGISTRY_KEY, hive + rest, text)
+        key = text.rstrip("\\")
+    else:
+        key = hive + rest.rstrip("\\")
+    if not key:
+        raise AtomError(f"registry key {_quote(value)} has no key name", atom_type=AtomType.REGISTRY_KEY, value=value)
+    # NOTE: a key without a known hive is kept as given, so it can only match events written the same way.
+    return Atom(AtomType.REGISTRY_KEY, key, text)
 
 
 def registry_key_aliases(key: str) -> tuple[str, ...]:
-    """List the spellings under which event sources report a canonical registry key.
+    """List the spellings under which event sources may report a canonical registry key.
 
-    Sysmon and the ECS examples use abbreviated hives (``HKLM\\...``), Elastic Defend and Windows
-    security events use kernel paths (``\\REGISTRY\\MACHINE\\...``). Sinks that match exactly write
-    one row per spelling.
+    The ECS examples write abbreviated hives (``HKLM\\SOFTWARE\\...``), and some Windows event sources
+    write kernel paths (``\\REGISTRY\\MACHINE\\...``). Sinks that match exactly write one row per
+    spelling.
 
     Args:
         key: The ``value`` of a REGISTRY_KEY atom.
@@ -908,7 +924,7 @@ def atom_from_value(atom_type: AtomType | str, value: object) -> Atom:
         builder = _BUILDERS[AtomType(atom_type)]
     except ValueError as exc:
         raise AtomError(
-            f"unknown atom type {_quote(atom_type)}; expected one of {', '.join(sorted(ATOM_TYPES))}",
+            f"unknown atom type {_quote(atom_type)}: expected one of {', '.join(sorted(ATOM_TYPES))}",
             value=value,
         ) from exc
     return builder(value)
@@ -984,8 +1000,8 @@ def atom_from_comparison(object_type: str, path: tuple[str | int, ...], value: o
     return builder(value)
 
 
-# Distinct (object type, path) pairs in real feeds number in the dozens; the bound only stops a feed
-# full of made-up custom properties from growing the cache.
+# Real feeds use a few dozen distinct (object type, path) pairs. The bound stops a feed full of custom
+# properties from growing the cache.
 _RESOLVED_PATHS_CACHE_SIZE = 1024
 
 

@@ -196,7 +196,7 @@ def _config_check(config: Config, as_json: bool) -> int:
         print(f"state file: {config.state_path}")
         print(f"identity: {config.identity.name} ({config.identity.id})")
         for role in ("sources", "sinks", "sightings", "publish"):
-            for line in plan[role]:  # type: ignore[attr-defined]
+            for line in plan[role]:
                 print(f"  {role[:-1] if role != 'publish' else 'publish'}: {line}")
     return EXIT_OK
 

@@ -18,6 +18,8 @@ from .connector import Connector, ConnectorContext
 from .errors import ConfigError
 from .plugins import load
 from .settings import LineFinder, Settings, build_settings
+from .sightings.settings import SharingSettings, build_sharing_settings
+from .trust.policy import TrustSettings, build_trust_settings
 
 CONFIG_ENV = "STIXBRIDGE_CONFIG"
 DEFAULT_CONFIG_NAME = "stixbridge.toml"
@@ -90,6 +92,10 @@ class Config:
     sightings: list[ConnectorEntry]
     publish: list[ConnectorEntry]
     raw: dict[str, Any]
+    trust: TrustSettings = field(default_factory=TrustSettings)
+    """The ``[trust]`` table: source policies, guards and blast-radius limits."""
+    sharing: SharingSettings = field(default_factory=SharingSettings)
+    """The ``[sharing]`` table: how sightings are aggregated and what each publish target may receive."""
 
     @property
     def state_path(self) -> Path:
@@ -149,7 +155,7 @@ def load_config(path: Path) -> Config:
 def build_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = None, text: str = "") -> Config:
     """Validate a parsed configuration and build its connectors."""
     lines = LineFinder(text)
-    known = {"engine", "identity", "sources", "sinks", "sightings", "publish"}
+    known = {"engine", "identity", "sources", "sinks", "sightings", "publish", "trust", "sharing"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
@@ -179,6 +185,9 @@ def build_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
             names.add((role, item.name))
             built[table].append(item)
 
+    trust = build_trust_settings(data.get("trust", {}), [e.name for e in built["sources"]], lines)
+    sharing = build_sharing_settings(data.get("sharing", {}), [e.name for e in built["publish"]], lines)
+
     return Config(
         path=path,
         base_dir=base_dir,
@@ -189,6 +198,8 @@ def build_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
         sightings=built["sightings"],
         publish=built["publish"],
         raw=data,
+        trust=trust,
+        sharing=sharing,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .store.sqlite import SqliteStore
 from .timeutil import utcnow
 
 logger = logging.getLogger(__name__)
+_USER_ENV = "STIXBRIDGE_DEMO_TAXII_USER"
 
 CONFIG_TEMPLATE = """\
 # A stixbridge configuration written by 'stixbridge demo'. Run it again with:
@@ -47,6 +49,8 @@ path = "out/elastic"
 name = "misp-feed"
 kind = "misp-feed"
 path = "out/misp-feed"
+org_name = "Demo SOC"
+org_uuid = "5c6f4a8e-0d3b-4f7a-9b21-3e8d6c1a2f40"
 """
 
 FILE_SOURCE = """[[sources]]
@@ -61,7 +65,7 @@ kind = "taxii"
 url = "{url}"
 collections = ["alliance-demo"]
 limit = 100
-username = {{ env = "STIXBRIDGE_DEMO_TAXII_USER" }}
+username = "{username}"
 password = {{ env = "STIXBRIDGE_DEMO_TAXII_PASSWORD" }}
 """
 
@@ -79,7 +83,7 @@ def run_demo(folder: Path, *, count: int = 500, use_taxii: bool = True, as_json:
     )
 
     with _feed_server(objects, use_taxii) as url:
-        source = TAXII_SOURCE.format(url=url) if url else FILE_SOURCE
+        source = TAXII_SOURCE.format(url=url, username=os.environ.get(_USER_ENV, "")) if url else FILE_SOURCE
         config_path = folder / "stixbridge.toml"
         config_path.write_text(CONFIG_TEMPLATE.format(config=config_path, source=source), encoding="utf-8")
         config = load_config(config_path)
@@ -127,10 +131,8 @@ def _feed_server(objects: list[dict[str, Any]], use_taxii: bool) -> Iterator[str
         )
         yield None
         return
-    import os
-
     with run_medallion({"alliance-demo": objects}) as server:
-        os.environ["STIXBRIDGE_DEMO_TAXII_USER"] = server.username
+        os.environ[_USER_ENV] = server.username
         os.environ["STIXBRIDGE_DEMO_TAXII_PASSWORD"] = server.password
         yield server.url
 

@@ -30,6 +30,7 @@ class ConfigError(StixbridgeError):
         elif key:
             where = f" (key {key!r})"
         super().__init__(message + where)
+        self.message = message
         self.key = key
         self.line = line
 

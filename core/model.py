@@ -89,6 +89,8 @@ class IndicatorRecord:
     window_start: datetime | None = None
     window_stop: datetime | None = None
     raw: dict[str, Any] | None = None
+    raw_text: str | None = None
+    """The object's JSON text as the source delivered it, stored instead of re-serialising ``raw``."""
     observed_direction: str | None = None
     """``src`` when the pattern says the value was a source (MISP ``ip-src``), else None."""
     score_expiry: datetime | None = None

@@ -120,6 +120,7 @@ def normalise_item(
         record = normalise_indicator(obj, provenance, feed)
     except InvalidInputError as exc:
         return _reject(item, str(exc), exc.reason_code)
+    record.raw_text = item.raw_text
     return Normalised(indicator=record)
 
 
@@ -197,13 +198,13 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
         revoked=obj.get("revoked") is True,
         confidence=confidence,
         tlp=None if tlp is None else int(tlp),
-        name=obj.get("name") if isinstance(obj.get("name"), str) else "",
-        description=obj.get("description") if isinstance(obj.get("description"), str) else "",
+        name=_text(obj, "name"),
+        description=_text(obj, "description"),
         labels=labels,
         pattern=pattern,
         pattern_type=pattern_type if isinstance(pattern_type, str) else "stix",
         provenance=provenance,
-        raw=dict(obj),
+        raw=obj if isinstance(obj, dict) else dict(obj),
     )
     if record.pattern_type != "stix":
         record.composite_reason = f"pattern_type {record.pattern_type!r} is not a STIX pattern; kept, not matched"
@@ -211,6 +212,11 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
 
     _extract_atoms(record)
     return record
+
+
+def _text(obj: Mapping[str, Any], name: str) -> str:
+    value = obj.get(name)
+    return value if isinstance(value, str) else ""
 
 
 def _extract_atoms(record: IndicatorRecord) -> None:

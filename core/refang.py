@@ -8,7 +8,7 @@ registry key can be part of the real value.
 Only markers that cannot be literal text are replaced:
 
 * Square-bracket markers (``[.]``, ``[dot]``, ``[@]``, ``[at]``, ``[:]``, ``[://]``) anywhere, because
-  RFC 3986 allows ``[`` and ``]`` only around an IPv6 host, and no domain, IP or email domain holds them.
+  RFC 3986 allows ``[`` and ``]`` only around an IPv6 host, and no domain, IP or email domain contains them.
 * Parenthesis and brace markers (``(.)``, ``{.}``, ``(dot)``, ``{dot}``, ``(@)``, ``(at)``) only in
   the scheme and host part, because a URL path or query may contain these characters literally.
 * A defanged scheme (``hxxp``, ``hxxps``, ``h[tt]p``, ``h[tt]ps``, ``fxp``) only at the start and
@@ -24,7 +24,7 @@ import re
 
 __all__ = ["refang"]
 
-# Markers are matched case-insensitively: feeds write [DOT] and hXXp as often as [dot] and hxxp.
+# Markers are matched case-insensitively, because feeds write [DOT] and hXXp as often as [dot] and hxxp.
 _BRACKET_MARKERS = {
     "[.]": ".",
     "[dot]": ".",
@@ -82,8 +82,8 @@ def _host_part_end(value: str) -> int:
 def refang(value: str) -> tuple[str, bool]:
     """Replace the defanging markers in a network indicator with the characters they stand for.
 
-    Call this only for values already known to be a URL, domain, IP address or email address; the
-    module docstring lists the markers and why each is safe to replace.
+    Call this only for values already known to be a URL, domain, IP address or email address. The
+    module docstring lists the markers and the reason each is safe to replace.
 
     Args:
         value: The indicator as the producer wrote it.

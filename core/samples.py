@@ -146,7 +146,7 @@ def bundle(objects: list[dict[str, Any]], seed: str = "sample") -> dict[str, Any
 
 def demo_sightings(objects: list[dict[str, Any]], now: datetime, limit: int = 5) -> list[dict[str, str]]:
     """Return a few local sightings (value, time, host) of sample atoms, as a SOC's SIEM would find them."""
-    rows = []
+    rows: list[dict[str, str]] = []
     for obj in objects:
         pattern = obj.get("pattern", "")
         if obj.get("type") != "indicator" or obj.get("revoked") or " OR " in pattern or " AND " in pattern:

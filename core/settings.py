@@ -102,12 +102,15 @@ def _coerce(value: Any, hint: Any, key: str, lines: LineFinder) -> Any:
         options = [a for a in args if a is not type(None)]
         if value is None and len(options) < len(args):
             return None
+        if Secret in options:
+            # Never quote the value: it may be a secret written in the file by mistake.
+            return _secret(value, key, line)
         errors = []
         for option in options:
             try:
                 return _coerce(value, option, key, lines)
             except ConfigError as exc:
-                errors.append(str(exc))
+                errors.append(exc.message)
         raise ConfigError(f"invalid value {value!r} for {key}: {'; '.join(errors)}", key=key, line=line)
 
     if origin is Literal:

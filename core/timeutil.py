@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
@@ -11,6 +12,28 @@ _RFC3339 = re.compile(
 
 
 def parse_timestamp(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp; see :func:`_parse_timestamp`. Repeated strings are served from a cache,
+    because an indicator's ``created``, ``modified`` and ``valid_from`` are usually the same text."""
+    if isinstance(text, str):
+        return _cached_parse(text)
+    return _parse_timestamp(text)
+
+
+@lru_cache(maxsize=8192)
+def _cached_parse(text: str) -> datetime:
+    # datetime.fromisoformat (C, Python 3.11) is fast but also accepts forms RFC 3339 forbids, such as a
+    # date alone or a time without an offset, so it is used only on text already shaped like RFC 3339.
+    if len(text) >= 20 and text[10] == "T" and (text[-1] == "Z" or text[-6] in "+-") and len(text) <= 30:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return _parse_timestamp(text)
+        if parsed.tzinfo is not None:
+            return parsed.astimezone(UTC)
+    return _parse_timestamp(text)
+
+
+def _parse_timestamp(text: str) -> datetime:
     """Parse an RFC 3339 timestamp with 0 to 9 fractional digits and ``Z`` or an offset.
 
     Digits past the sixth are dropped because ``datetime`` keeps microseconds; two timestamps that differ

@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import requests.auth
 import tenacity
+
 from stixbridge import __version__
 from stixbridge.errors import RemoteRejectedError, TransientError
 from stixbridge.secrets import Secret

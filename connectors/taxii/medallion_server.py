@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
 from stixbridge.errors import MissingExtraError
 
 from .media import TAXII_21

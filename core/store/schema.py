@@ -163,6 +163,72 @@ MIGRATIONS: list[str] = [
         summary TEXT
     );
     """,
+    # 2: trust guards, reviews of large pulls, and the sightings outbox.
+    """
+    ALTER TABLE quarantine ADD COLUMN held_atoms TEXT;
+    ALTER TABLE quarantine ADD COLUMN matched TEXT;
+
+    CREATE TABLE revoked_atoms (
+        type TEXT NOT NULL,
+        value TEXT NOT NULL,
+        indicator_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        revoked_at REAL NOT NULL,
+        PRIMARY KEY (type, value, indicator_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE reviews (
+        review_id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created REAL NOT NULL,
+        decided REAL,
+        counts TEXT,
+        reason TEXT
+    );
+    CREATE INDEX reviews_source ON reviews (source, status);
+
+    CREATE TABLE review_pages (
+        review_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        cursor TEXT,
+        items TEXT NOT NULL,
+        PRIMARY KEY (review_id, seq)
+    ) WITHOUT ROWID;
+
+    ALTER TABLE sightings ADD COLUMN object_id TEXT;
+    ALTER TABLE sightings ADD COLUMN read_at REAL;
+    CREATE INDEX sightings_status ON sightings (status, sid);
+
+    CREATE TABLE sighting_windows (
+        object_id TEXT PRIMARY KEY,
+        object_type TEXT NOT NULL,
+        indicator_id TEXT NOT NULL,
+        window_start REAL NOT NULL,
+        count INTEGER NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        context TEXT NOT NULL,
+        created REAL NOT NULL,
+        modified REAL NOT NULL
+    );
+
+    CREATE TABLE outbox (
+        target TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        object_type TEXT NOT NULL,
+        modified TEXT NOT NULL,
+        tlp INTEGER,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        updated REAL NOT NULL,
+        PRIMARY KEY (target, object_id)
+    );
+    CREATE INDEX outbox_status ON outbox (target, status);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

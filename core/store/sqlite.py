@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model import (
+    AtomLink,
     AtomRow,
     DeliveredRow,
     IndicatorRecord,
@@ -91,6 +92,8 @@ class SqliteStore(Store):
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=OFF")
         migrate(self.db)
+        self.source_weights: dict[str, float] = {}
+        """Trust weight of each source for row weights; set through :meth:`set_source_weights`."""
 
     def close(self) -> None:
         self.db.close()
@@ -263,7 +266,7 @@ class SqliteStore(Store):
                     r.provenance.created_by,
                     r.observed_direction,
                     now_s,
-                    None if r.raw is None else json.dumps(r.raw, separators=(",", ":")),
+                    r.raw_text or (None if r.raw is None else json.dumps(r.raw, separators=(",", ":"))),
                 )
             )
             for atom in r.atoms:
@@ -374,6 +377,9 @@ class SqliteStore(Store):
             raw = item.raw_text
             if raw is not None and len(raw) > QUARANTINE_RAW_LIMIT:
                 raw = raw[:QUARANTINE_RAW_LIMIT] + f"\n[cut: {len(raw) - QUARANTINE_RAW_LIMIT} more characters]"
+            # Guard holds (stixbridge.trust.guard.GuardHold) also name the atoms they held and what matched.
+            held_atoms = getattr(item, "held_atoms", None)
+            matched = getattr(item, "matched", None)
             rows.append(
                 (
                     item.provenance.source,
@@ -383,11 +389,13 @@ class SqliteStore(Store):
                     item.reason,
                     raw,
                     now_s,
+                    json.dumps(held_atoms) if held_atoms else None,
+                    ",".join(matched) if matched else None,
                 )
             )
         self.db.executemany(
-            "INSERT INTO quarantine (source, collection, object_id, reason_code, reason, raw, at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO quarantine (source, collection, object_id, reason_code, reason, raw, at, held_atoms, "
+            "matched) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 
@@ -519,7 +527,7 @@ class SqliteStore(Store):
             )
             provenance = _ProvenanceStream(
                 self.db.cursor().execute(
-                    "SELECT d.type, d.value, s.source, s.collection, s.created_by FROM dirty_atoms d "
+                    "SELECT d.type, d.value, s.source, s.collection, s.created_by, s.confidence FROM dirty_atoms d "
                     "JOIN indicator_atoms ia ON ia.type = d.type AND ia.value = d.value "
                     "JOIN indicators i ON i.id = ia.indicator_id AND i.state = 'live' "
                     "JOIN indicator_sources s ON s.indicator_id = ia.indicator_id "
@@ -560,7 +568,7 @@ class SqliteStore(Store):
         self,
         atom: tuple[str, str],
         group: list[tuple[Any, ...]],
-        provenance: list[tuple[str, str, str]],
+        provenance: list[tuple[str, str, str, int | None]],
         writes: list[tuple[str, str, str, str, str]],
         removals: list[tuple[str, str]],
     ) -> None:
@@ -568,7 +576,7 @@ class SqliteStore(Store):
         if not live:
             removals.append(atom)
             return
-        row = build_row(atom, live, provenance)
+        row = build_row(atom, live, provenance, self.source_weights)
         payload = json.dumps(_row_payload(row), separators=(",", ":"), sort_keys=True)
         digest = hashlib.sha256(payload.encode()).hexdigest()[:32]
         writes.append((row.key, atom[0], atom[1], digest, payload))
@@ -595,6 +603,58 @@ class SqliteStore(Store):
             )
             changed += 1
         return changed
+
+    def set_source_weights(self, weights: Mapping[str, float]) -> None:
+        """Use these source weights in row weights; when they differ from the last run's, every row is rebuilt."""
+        self.source_weights = dict(weights)
+        fingerprint = json.dumps(sorted(self.source_weights.items()))
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'source_weights'").fetchone()
+        if row is not None and row[0] == fingerprint:
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if row is not None:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO dirty_atoms (type, value) SELECT type, value FROM indicator_atoms"
+                )
+            self.db.execute(
+                "INSERT INTO meta (key, value) VALUES ('source_weights', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (fingerprint,),
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def add_indicator_atoms(self, indicator_id: str, atoms: Iterable[AtomLink]) -> int:
+        """Add atoms to a stored indicator (a released guard hold); return how many were added.
+
+        Nothing is added when the indicator is not stored, because a later version will bring them.
+        """
+        if self.db.execute("SELECT 1 FROM indicators WHERE id = ?", (indicator_id,)).fetchone() is None:
+            return 0
+        rows = [
+            (a.type, a.value, indicator_id, a.display, a.role, json.dumps(a.context) if a.context else None)
+            for a in atoms
+        ]
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            before = self.db.total_changes
+            self.db.executemany(
+                "INSERT OR IGNORE INTO indicator_atoms (type, value, indicator_id, display, role, context) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            added = self.db.total_changes - before
+            self.db.executemany(
+                "INSERT OR IGNORE INTO dirty_atoms (type, value) VALUES (?, ?)", [(r[0], r[1]) for r in rows]
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return added
 
     def generation(self) -> int:
         """Return a counter that grows whenever any row changes."""
@@ -802,18 +862,18 @@ def sighting_dedup_key(record: SightingRecord, window_seconds: int = 3600) -> st
 
 
 class _ProvenanceStream:
-    """Walks (type, value, source, collection, created_by) rows in atom order beside the member rows."""
+    """Walks (type, value, source, collection, created_by, confidence) rows in atom order beside the member rows."""
 
     def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
         self._pending: tuple[Any, ...] | None = next(cursor, None)
 
-    def take(self, atom: tuple[str, str]) -> list[tuple[str, str, str]]:
-        found: list[tuple[str, str, str]] = []
+    def take(self, atom: tuple[str, str]) -> list[tuple[str, str, str, int | None]]:
+        found: list[tuple[str, str, str, int | None]] = []
         while self._pending is not None and (self._pending[0], self._pending[1]) < atom:
             self._pending = next(self._cursor, None)
         while self._pending is not None and (self._pending[0], self._pending[1]) == atom:
-            item = (self._pending[2], self._pending[3] or "", self._pending[4] or "")
+            item = (self._pending[2], self._pending[3] or "", self._pending[4] or "", self._pending[5])
             if item not in found:
                 found.append(item)
             self._pending = next(self._cursor, None)
@@ -821,9 +881,16 @@ class _ProvenanceStream:
 
 
 def build_row(
-    atom: tuple[str, str], live: list[tuple[Any, ...]], provenance: list[tuple[str, str, str]] | None = None
+    atom: tuple[str, str],
+    live: list[tuple[Any, ...]],
+    provenance: list[tuple[str, str, str, int | None]] | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> AtomRow:
-    """Combine the live indicators that carry one atom into the row sinks receive."""
+    """Combine the live indicators that carry one atom into the row sinks receive.
+
+    ``provenance`` holds (source, collection, created_by, confidence) of every report of the atom, and
+    ``weights`` the trust weight of each source (1.0 when absent).
+    """
     live = sorted(live, key=lambda r: (r[6] or "", r[2]))
     first = live[0]
     indicator_ids = tuple(r[2] for r in live)
@@ -859,7 +926,7 @@ def build_row(
         valid_until=_dt(valid_until),
         modified=datetime.strptime(modified, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=from_epoch(0).tzinfo),
         confidence=confidence,
-        weight=corroborated_weight(confidence, len({p[2] or p[0] for p in provenance or ()} or {""})),
+        weight=corroborated_weight([(p[0], p[2] or p[0], p[3]) for p in provenance or ()], weights, confidence),
         tlp=max(tlps) if tlps else None,
         labels=tuple(labels),
         sources=tuple(sorted({p[0] for p in provenance or ()})),
@@ -871,10 +938,33 @@ def build_row(
     return row
 
 
-def corroborated_weight(confidence: int | None, reports: int) -> int:
-    """Return a 1-100 weight: the confidence (50 when unknown), plus 10 per further independent report."""
-    base = 50 if confidence is None else confidence
-    return max(1, min(100, base + 10 * (reports - 1)))
+def corroborated_weight(
+    reports: Iterable[tuple[str, str, int | None]],
+    weights: Mapping[str, float] | None = None,
+    confidence: int | None = None,
+) -> int:
+    """Return a 1-100 weight from the reports of one atom.
+
+    Each report is (source, reporter, confidence); the reporter is the producer identity, or the source
+    when the object names none, so two collections of one producer are one voice. A reporter scores its
+    best confidence (50 when unknown) times its source's weight. The weight is the best score plus 10
+    times the source weight of each further reporter, so a weight-0 source neither scores nor corroborates.
+    Without reports, ``confidence`` alone gives the weight.
+    """
+    weights = weights or {}
+    scores: dict[str, tuple[float, float]] = {}
+    for source, reporter, stated in reports:
+        source_weight = weights.get(source, 1.0)
+        score = (50 if stated is None else stated) * source_weight
+        held = scores.get(reporter)
+        if held is None or (score, source_weight) > held:
+            scores[reporter] = (score, source_weight)
+    if not scores:
+        return max(1, min(100, 50 if confidence is None else confidence))
+
+    ranked = sorted(scores.values(), reverse=True)
+    total = ranked[0][0] + 10 * sum(source_weight for _, source_weight in ranked[1:])
+    return max(1, min(100, round(total)))
 
 
 def _row_payload(row: AtomRow) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from stixbridge.connector import ConnectorContext
 from stixbridge.connectors.taxii.http import TaxiiHttp
 from stixbridge.connectors.taxii.medallion_server import MedallionServer, run_medallion

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from stixbridge.connectors.taxii.http import warn_about_transport
 from stixbridge.connectors.taxii.settings import TaxiiSettings
 from stixbridge.errors import RemoteRejectedError, TransientError

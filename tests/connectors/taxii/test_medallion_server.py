@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
+
 from stixbridge.connectors.taxii.medallion_server import COLLECTION_NAMESPACE, build_data, run_medallion
 
 from .fake_server import TAXII_21, indicator

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from stixbridge.connectors.taxii.http import retry_after_seconds
 from stixbridge.connectors.taxii.media import is_json_type, parse_media_type
 from stixbridge.connectors.taxii.paging import parse_content_range

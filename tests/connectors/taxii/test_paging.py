@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import pytest
+
 from stixbridge.errors import RemoteRejectedError, StixbridgeError, TransientError
 from stixbridge.model import Page
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from stixbridge.connectors.taxii.medallion_server import run_medallion
 from stixbridge.connectors.taxii.publish import PublishOutcome, PublishResult
 from stixbridge.errors import ConfigError, RemoteRejectedError

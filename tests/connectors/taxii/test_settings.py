@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from stixbridge.connector import ConnectorContext
 from stixbridge.connectors.taxii.publish import TaxiiPublisher
 from stixbridge.connectors.taxii.settings import TaxiiPublishSettings, TaxiiSettings

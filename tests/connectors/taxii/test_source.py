@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from stixbridge.connectors.taxii.medallion_server import MedallionServer, run_medallion
 from stixbridge.errors import RemoteRejectedError
 from stixbridge.model import Provenance

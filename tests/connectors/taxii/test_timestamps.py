@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from stixbridge.connectors.taxii.timestamps import later_timestamp, normalise_timestamp
 
 

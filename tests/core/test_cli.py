@@ -1,0 +1,82 @@
+import json
+
+import pytest
+
+from stixbridge.cli import main
+from tests.core.helpers import indicator, write_bundle
+
+SENTINEL = "sentinel-secret-4b1d-never-print"
+
+
+def _config(tmp_path, body):
+    path = tmp_path / "stixbridge.toml"
+    path.write_text(body, encoding="utf-8")
+    return str(path)
+
+
+def test_cli_config_check_prints_plan(tmp_path, capsys):
+    feed = write_bundle(tmp_path / "feed.json", [indicator(1, "[ipv4-addr:value = '198.51.100.1']")])
+    config = _config(tmp_path, f'[[sources]]\nname = "alliance"\nkind = "file"\npath = "{feed}"\n')
+    assert main(["--config", config, "config", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "is valid" in out
+    assert "file source 'alliance'" in out
+
+
+def test_cli_bad_config_exit_code_two(tmp_path, capsys):
+    config = _config(tmp_path, '[[sources]]\nkind = "file"\npath = "x"\nlimt = 3\n')
+    assert main(["--config", config, "config", "check"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'limt'" in err
+    assert "line 4" in err
+
+
+def test_cli_invalid_toml_names_line(tmp_path, capsys):
+    config = _config(tmp_path, "[engine\nstate = 1\n")
+    assert main(["--config", config, "config", "check"]) == 2
+    assert "line 1" in capsys.readouterr().err
+
+
+def test_cli_missing_config_says_what_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STIXBRIDGE_CONFIG", raising=False)
+    assert main(["status"]) == 2
+    assert "stixbridge demo" in capsys.readouterr().err
+
+
+def test_cli_secret_never_printed_or_logged(tmp_path, monkeypatch, capsys, caplog):
+    pytest.importorskip("stixbridge.connectors.taxii.source", reason="the TAXII source carries the secret here")
+    monkeypatch.setenv("SENTINEL_PASSWORD", SENTINEL)
+    body = (
+        '[[sources]]\nname = "alliance"\nkind = "taxii"\nurl = "http://127.0.0.1:9/taxii2/"\n'
+        'username = "member"\npassword = { env = "SENTINEL_PASSWORD" }\n'
+    )
+    config = _config(tmp_path, body)
+    main(["--config", config, "config", "check"])
+    main(["--config", config, "--json", "config", "check"])
+    main(["--config", config, "pull"])
+    captured = capsys.readouterr()
+    assert SENTINEL not in captured.out
+    assert SENTINEL not in captured.err
+    assert SENTINEL not in caplog.text
+
+
+def test_cli_sync_status_and_quarantine(tmp_path, capsys):
+    feed = write_bundle(
+        tmp_path / "feed.json",
+        [indicator(1, "[ipv4-addr:value = '198.51.100.1']"), indicator(2, "[ipv4-addr:value = ")],
+    )
+    config = _config(
+        tmp_path,
+        f'[engine]\nstate = "s.db"\nlifetimes = {{ ipv4 = 0 }}\n[[sources]]\nname = "a"\nkind = "file"\npath = "{feed}"\n'
+        '[[trust.sources]]\nname = "a"\nallow = ["documentation"]\n',
+    )
+    assert main(["--config", config, "-q", "sync"]) == 1
+    capsys.readouterr()
+    assert main(["--config", config, "--json", "status"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["indicators"]["by_source"] == {"a": 1}
+    assert status["quarantine"] == {"pattern": 1}
+    assert main(["--config", config, "--json", "quarantine", "list"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["object_id"] == "indicator--00000000-0000-4000-8000-000000000002"
