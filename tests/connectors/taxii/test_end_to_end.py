@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stixbridge.config import build_config
 from stixbridge.connectors.taxii.medallion_server import MedallionServer, run_medallion
+from stixbridge.engine import Engine, RunSummary
+from stixbridge.store.sqlite import SqliteStore
 
 from .conftest import SHARED, make_source, medallion_auth
 from .test_paging import run_pull
 
 DATA = SHARED / "data"
 MAX_COLLECTION = 1000
+PULLED_AT = datetime(2024, 6, 15, tzinfo=UTC)
 
 pytestmark = [
     pytest.mark.slow,
@@ -91,3 +97,61 @@ def test_pull_returns_every_file_object(served: tuple[MedallionServer, dict[str,
     assert max(len(page.items) for page in pages) == 50
     assert set(json.loads(pages[-1].cursor or "")) == set(server.collection_ids.values())
     assert pages[-1].complete
+
+
+def store_snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Return what a store holds, without the columns that name the source, the collection or a time."""
+    queries = {
+        "indicators": "SELECT id, modified, spec_version, state, primary_type, valid_from, valid_until, confidence,"
+        " tlp, name, labels, pattern, composite_reason, created_by FROM indicators",
+        "atoms": "SELECT type, value, indicator_id, display, role, context FROM indicator_atoms",
+        "versions": "SELECT id, modified FROM versions",
+        "objects": "SELECT id, type, modified, spec_version, raw FROM objects",
+        "quarantine": "SELECT object_id, reason_code FROM quarantine",
+        "rows": "SELECT key, type, value FROM rows",
+    }
+    with sqlite3.connect(path) as db:
+        snapshot = {name: sorted(db.execute(sql).fetchall(), key=repr) for name, sql in queries.items()}
+    # medallion sends keys sorted, so the stored text differs from the file's while the object is the same.
+    snapshot["objects"] = [(*row[:4], json.loads(row[4])) for row in snapshot["objects"]]
+    return snapshot
+
+
+def pull_into_store(config_data: dict[str, Any], tmp_path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    config = build_config(config_data, base_dir=tmp_path)
+    try:
+        with SqliteStore(config.state_path) as store:
+            engine = Engine(config, store, clock=lambda: PULLED_AT)
+            summary = RunSummary()
+            engine.pull(summary)
+            store.refresh_rows(PULLED_AT)
+    finally:
+        config.close()
+    assert summary.failures == []
+    return store_snapshot(config.state_path)
+
+
+def test_store_same_as_file_source_pull(
+    served: tuple[MedallionServer, dict[str, list[dict[str, Any]]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, _ = served
+    monkeypatch.setenv("STIXBRIDGE_TEST_TAXII_PASSWORD", server.password)
+    taxii = {
+        "engine": {"state": "taxii.db"},
+        "sources": [{"name": "alliance", "kind": "taxii", "url": server.url, "limit": 50,
+                     "username": server.username, "password": {"env": "STIXBRIDGE_TEST_TAXII_PASSWORD"}}],
+    }  # fmt: skip
+    files = {
+        "engine": {"state": "files.db"},
+        "sources": [
+            {"name": "unit42", "kind": "file", "path": str(DATA / "pan-unit42-playbook_viewer" / "playbook_json")},
+            {"name": "mvt", "kind": "file", "path": str(DATA / "mvt-project-mvt-indicators"), "patterns": ["*.stix2"]},
+        ],
+    }
+
+    from_taxii = pull_into_store(taxii, tmp_path)
+    from_files = pull_into_store(files, tmp_path)
+
+    assert len(from_taxii["indicators"]) > 6000
+    for table in from_files:
+        assert from_taxii[table] == from_files[table], table
