@@ -37,8 +37,7 @@ def make_source(url: str, tmp_path: Path | None = None, name: str = "alliance", 
 
 
 def make_publisher(url: str, name: str = "share", **options: Any) -> TaxiiPublisher:
-    """Build a validated TAXII publisher, enabled unless ``enabled`` is given."""
-    options.setdefault("enabled", True)
+    """Build a validated TAXII publisher."""
     settings = TaxiiPublishSettings(url=url, **options)
     settings.validate(f"publish ({name})")
     return TaxiiPublisher(name, settings, ConnectorContext(base_dir=Path.cwd()))

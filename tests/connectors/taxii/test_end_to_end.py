@@ -1,7 +1,7 @@
 """Real public STIX bundles served from medallion, each file its own collection, pulled back in pages of 50.
 
-The files are the Unit 42 playbooks (STIX 2.0, 19 files) and the MVT indicators (STIX 2.1, 11 files) in the
-shared data folder; the tests skip when it is absent. Files over 1,000 objects are split into equal parts,
+The files are the Unit 42 playbooks (STIX 2.0, 19 files) and the MVT indicators (STIX 2.1, 11 files), read
+from the folder of public feeds beside the repository. The tests skip when that folder is absent. Files over 1,000 objects are split into equal parts,
 because medallion's memory backend slows down with the square of a collection's size.
 """
 
