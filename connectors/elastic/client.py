@@ -129,7 +129,7 @@ def translate_error(exc: Exception, action: str) -> StixbridgeError:
             return TransientError(f"{action} failed with HTTP {status}: {reason}", status=status)
         if status in (401, 403):
             return RemoteRejectedError(
-                f"{action} was refused with HTTP {status}: {reason}; check the credentials and their privileges",
+                f"{action} was rejected with HTTP {status}: {reason}; check the credentials and their privileges",
                 status=status,
             )
         return RemoteRejectedError(f"{action} failed with HTTP {status}: {reason}", status=status)

@@ -102,7 +102,7 @@ class ElasticSinkSettings(ElasticConnectionSettings):
     """Settings of the ``elastic`` sink and of ``stixbridge elastic setup``."""
 
     index: str = DEFAULT_INDEX
-    """The concrete index that holds the documents; created by ``stixbridge elastic setup``."""
+    """The concrete index that contains the documents; created by ``stixbridge elastic setup``."""
     alias: str = DEFAULT_ALIAS
     """The alias documents are written through; it must match ``logs-ti_*`` for Elastic's rules to read it."""
     feed_name: str = DEFAULT_FEED_NAME
@@ -111,7 +111,7 @@ class ElasticSinkSettings(ElasticConnectionSettings):
     """Documents whose ``@timestamp`` is older than this many days are stamped again while still valid."""
     chunk_bytes: int = 10_000_000
     """Upper bound of one bulk request body in bytes."""
-    chunk_docs: int = 2000
+    chunk_docs: int = 10_000
     """Upper bound of documents in one bulk request."""
     max_retries: int = 5
     """How often a document rejected with 429 (too many requests) is sent again within one push."""
@@ -124,6 +124,18 @@ class ElasticSinkSettings(ElasticConnectionSettings):
 
     def validate(self, where: str) -> None:
         super().validate(where)
+        self._validate_names(where)
+        self._validate_bulk(where)
+
+        check_space(self.space, f"{where}.space")
+        if self.kibana_url:
+            parts = urlsplit(self.kibana_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(
+                    f"invalid Kibana URL {self.kibana_url!r}: expected http(s)://host:port", key=f"{where}.kibana_url"
+                )
+
+    def _validate_names(self, where: str) -> None:
         check_index_name(self.index, f"{where}.index")
         check_index_name(self.alias, f"{where}.alias")
         if not self.alias.startswith("logs-ti_"):
@@ -134,6 +146,8 @@ class ElasticSinkSettings(ElasticConnectionSettings):
             )
         if self.alias == self.index:
             raise ConfigError(f"alias and index are both {self.index!r}; they must differ", key=f"{where}.alias")
+
+    def _validate_bulk(self, where: str) -> None:
         if not 1 <= self.refresh_days <= MAX_REFRESH_DAYS:
             raise ConfigError(
                 f"refresh_days must be between 1 and {MAX_REFRESH_DAYS}, got {self.refresh_days}: Elastic's "
@@ -156,13 +170,6 @@ class ElasticSinkSettings(ElasticConnectionSettings):
             raise ConfigError(
                 f"retry_backoff must not be negative, got {self.retry_backoff}", key=f"{where}.retry_backoff"
             )
-        check_space(self.space, f"{where}.space")
-        if self.kibana_url:
-            parts = urlsplit(self.kibana_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(
-                    f"invalid Kibana URL {self.kibana_url!r}: expected http(s)://host:port", key=f"{where}.kibana_url"
-                )
 
 
 @dataclass

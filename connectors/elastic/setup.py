@@ -30,7 +30,7 @@ def setup(settings: ElasticSinkSettings, rules: bool = False, *, base_dir: Path 
 
     Raises:
         ConfigError: something in the cluster is in the way (an index or data stream named like the alias,
-            an index mapped without the template, a template that outranks ours); the message says what to do.
+            an index mapped without the template, a template that outranks ours). The message names the fix.
         TransientError: Elasticsearch or Kibana could not be reached.
         RemoteRejectedError: a request was refused, for example for lack of privileges.
     """
@@ -172,7 +172,7 @@ def install_rules(settings: ElasticSinkSettings, *, base_dir: Path | None = None
 
     Raises:
         ConfigError: ``kibana_url`` is not set.
-        TransientError: Kibana could not be reached or answered with a server error.
+        TransientError: Kibana could not be reached or returned a server error.
         RemoteRejectedError: Kibana refused the request.
     """
     if not settings.kibana_url:

@@ -1,13 +1,14 @@
 """The ``elastic`` sightings reader: indicator-match alerts on our documents, read back as sightings.
 
 Kibana writes an alert to ``.alerts-security.alerts-<space>`` when an indicator-match rule finds an event
-value equal to an indicator. For each indicator that matched it appends an entry to ``threat.enrichments``
-(a nested field) with ``matched.atomic`` (the event value), ``matched.field`` (the event field),
-``matched.id`` and ``matched.index`` (the indicator document's ``_id`` and concrete index) and a copy of the
-document's ``threat.indicator`` object.
+value equal to an indicator. For each indicator that matched it appends an entry to the nested field
+``threat.enrichments``. The entry contains a copy of the document's ``threat.indicator`` object and these:
 
-Alerts are read in ``(@timestamp, kibana.alert.uuid)`` order with ``search_after``; the cursor is the sort
-values of the last alert read. ``_id`` cannot be the tie-breaker because Elasticsearch 8 refuses to sort on
+* ``matched.atomic`` and ``matched.field``: the event value and the event field;
+* ``matched.id`` and ``matched.index``: the indicator document's ``_id`` and its concrete index.
+
+Alerts are read in ``(@timestamp, kibana.alert.uuid)`` order with ``search_after``, and the cursor is the
+sort values of the last alert read. ``_id`` cannot be the tie-breaker because Elasticsearch 8 refuses to sort on
 ``_id`` by default. Alerts younger than ``settle_seconds`` are left for the next run, because an alert may
 become searchable after later ones and the cursor would otherwise pass it.
 """
@@ -27,7 +28,7 @@ from stixbridge.sightings.base import SightingsReader
 from stixbridge.timeutil import format_timestamp, parse_timestamp
 
 from .client import TrafficMeter, build_client, translate_error
-from .ecs import atom_type_of, first, lookup
+from .ecs import atom_type_of, base_document_id, first, lookup
 from .settings import ElasticSightingsSettings
 
 logger = logging.getLogger(__name__)
@@ -217,29 +218,45 @@ class ElasticSightingsReader(SightingsReader):
             )
 
     def _complete(self, matches: list[_Match]) -> None:
-        """Read our own documents for matches whose alert copy lacks the indicator id or atom type."""
-        missing = [m for m in matches if (m.indicator_id is None or m.atom_type is None) and m.matched_id]
-        if not missing:
+        """Read our own documents for what the alert's copy cannot tell.
+
+        That is the indicator id or atom type when the copy lacks them, and the canonical value when the
+        match was on the document for another spelling of a registry key (``_id`` ``<row key>-<n>``).
+        """
+        incomplete = [
+            match
+            for match in matches
+            if match.matched_id
+            and (
+                match.indicator_id is None
+                or match.atom_type is None
+                or base_document_id(match.matched_id) != match.matched_id
+            )
+        ]
+        if not incomplete:
             return
-        docs = [{"_index": m.matched_index, "_id": m.matched_id} for m in missing]
+        requests = {(m.matched_index, base_document_id(m.matched_id)) for m in incomplete}
+        docs = [{"_index": index, "_id": document_id} for index, document_id in sorted(requests)]
         try:
-            response = self._connect().mget(docs=docs, source_includes=["threat.indicator.id", "stixbridge.atom_type"])
+            response = self._connect().mget(
+                docs=docs, source_includes=["threat.indicator.id", "threat.indicator.name", "stixbridge.atom_type"]
+            )
         except Exception as exc:
             logger.warning("Elastic sightings %r could not read %d indicator documents: %s", self.name, len(docs), exc)
             return
-        found = {
-            (doc.get("_index"), doc.get("_id")): doc.get("_source", {})
-            for doc in response.get("docs", [])
-            if doc.get("found")
-        }
-        for match in missing:
-            source = found.get((match.matched_index, match.matched_id))
+        found = {doc.get("_id"): doc.get("_source", {}) for doc in response.get("docs", []) if doc.get("found")}
+
+        for match in incomplete:
+            base_id = base_document_id(match.matched_id)
+            source = found.get(base_id)
             if source is None:
                 continue
             if match.indicator_id is None:
                 match.indicator_id = first(source, "threat.indicator.id")
             if match.atom_type is None:
                 match.atom_type = first(source, "stixbridge.atom_type")
+            if base_id != match.matched_id:
+                match.value = first(source, "threat.indicator.name") or match.value
 
     def _record(self, match: _Match) -> SightingRecord:
         return SightingRecord(

@@ -1,11 +1,14 @@
-"""The ``elastic`` sink: one ECS indicator document per live atom, written through an alias with the bulk API.
+"""The ``elastic`` sink: ECS indicator documents for the live atoms, written through an alias with the bulk API.
 
-Only changes travel: the engine hands over new, changed and removed rows, and each becomes one ``index`` or
-``delete`` action keyed by the row key. Unchanged documents still need a fresh ``@timestamp``, because
-Elastic's indicator-match rules read only indicators stamped within the last 30 days. :meth:`finish` does
-that on the server with ``_update_by_query``, for documents stamped more than ``refresh_days`` ago that
-are still valid, after a ``_count`` shows there are any; a run with nothing to change or refresh thus sends
-no write request at all.
+Only changes travel: the engine hands over new, changed and removed rows, and each becomes an ``index`` or
+``delete`` action keyed by the row key (a registry key has one document per hive spelling, with keys
+``<row key>-1``, ``-2``...). Nothing in a document changes over time except ``@timestamp``, the write time.
+
+Unchanged documents still need a fresh ``@timestamp``, because Elastic's indicator-match rules read only
+indicators stamped within the last 30 days. :meth:`finish` stamps them on the server with
+``_update_by_query``: documents stamped more than ``refresh_days`` ago whose ``stixbridge.valid_until`` has
+not passed. It sends that request only after a ``_count`` finds such documents, so a run with nothing to
+change or stamp sends no write request at all.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from stixbridge.sinks.base import Sink
 from stixbridge.timeutil import format_timestamp
 
 from .client import TrafficMeter, build_client, is_not_found, translate_error
-from .ecs import ecs_document, is_supported
+from .ecs import ecs_document_ids, ecs_documents, is_supported, unsupported_reason
 from .settings import ElasticSinkSettings
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,8 @@ class ElasticSink(Sink):
     kind = "elastic"
     settings_class = ElasticSinkSettings
     settings: ElasticSinkSettings
+    batch_size = 20_000
+    """Rows per :meth:`push`; ``streaming_bulk`` splits them into requests of at most ``chunk_bytes``."""
 
     def __init__(self, name: str, settings: ElasticSinkSettings, context: ConnectorContext) -> None:
         super().__init__(name, settings, context)
@@ -79,7 +84,8 @@ class ElasticSink(Sink):
         """Check that the alias exists and is an alias, so a missing setup fails before any write.
 
         Raises:
-            ConfigError: the alias is missing or is an index or data stream; the message says to run setup.
+            ConfigError: the alias is missing, or the name is an index or data stream. The message names
+                ``stixbridge elastic setup`` as the fix.
             TransientError, RemoteRejectedError: Elasticsearch could not be asked.
         """
         client = self._connect()
@@ -96,11 +102,13 @@ class ElasticSink(Sink):
             raise translate_error(exc, f"checking alias {alias}") from exc
 
     def push(self, changes: Changes) -> PushResult:
-        """Send the changes with ``streaming_bulk`` and report each document's outcome.
+        """Send the changes with ``streaming_bulk`` and report each row's outcome.
 
-        Documents rejected with 429 are retried with back-off inside this call; a 404 on delete (already
-        gone) and a 409 on create (already there) count as success. Any other per-document error lands in
-        ``PushResult.failed`` with the document id and reason, so the engine sends it again next run.
+        A row becomes one document, or one per spelling of a registry key; it counts as written or
+        deleted when all of its documents are. Documents rejected with 429 are retried with back-off
+        inside this call. A 404 on delete (already gone) and a 409 on create (already there) count as
+        success. Any other per-document error puts the row in ``PushResult.failed`` with the document id
+        and reason, so the engine sends it again next run.
 
         Raises:
             TransientError: a whole bulk request failed after the transport's retries (timeout, 5xx, 429).
@@ -111,12 +119,13 @@ class ElasticSink(Sink):
             return result
         helpers: Any = require("elasticsearch.helpers", "elastic", "elastic")
         client = self._connect()
+        batch = _Batch()
         requests_before, bytes_before = self.meter.requests, self.meter.bytes_sent
 
         try:
             for ok, item in helpers.streaming_bulk(
                 client,
-                self._actions(changes, result),
+                self._actions(changes, batch, result),
                 chunk_size=self.settings.chunk_docs,
                 max_chunk_bytes=self.settings.chunk_bytes,
                 raise_on_error=False,
@@ -126,30 +135,32 @@ class ElasticSink(Sink):
                 max_backoff=max(self.settings.retry_backoff * 32, 1.0),
                 require_alias=True,
             ):
-                _record_item(ok, item, result)
+                batch.record(ok, item)
         except Exception as exc:
-            if isinstance(exc, ConfigError):
-                raise
             raise translate_error(exc, f"bulk write to {self.settings.alias}") from exc
         finally:
             result.requests = self.meter.requests - requests_before
             result.bytes_sent = self.meter.bytes_sent - bytes_before
 
+        batch.settle(result)
         self._log_result(result)
         return result
 
-    def _actions(self, changes: Changes, result: PushResult) -> Iterator[dict[str, Any]]:
+    def _actions(self, changes: Changes, batch: _Batch, result: PushResult) -> Iterator[dict[str, Any]]:
         now = self.context.clock()
         alias = self.settings.alias
         for row in changes.upserts:
-            try:
-                document = ecs_document(row, now, feed_name=self.settings.feed_name)
-            except ValueError as exc:
-                result.failed[row.key] = str(exc)
+            if not is_supported(row):
+                reason = unsupported_reason(row.type)
+                result.skipped[reason] = result.skipped.get(reason, 0) + 1
                 continue
-            yield {"_op_type": "index", "_index": alias, "_id": row.key, "_source": document}
+            for document_id, document in ecs_documents(row, now, feed_name=self.settings.feed_name):
+                batch.expect(document_id, row.key, "write")
+                yield {"_op_type": "index", "_index": alias, "_id": document_id, "_source": document}
         for delivered in changes.deletes:
-            yield {"_op_type": "delete", "_index": alias, "_id": delivered.key}
+            for document_id in ecs_document_ids(delivered.key, delivered.type, delivered.value):
+                batch.expect(document_id, delivered.key, "delete")
+                yield {"_op_type": "delete", "_index": alias, "_id": document_id}
 
     def _log_result(self, result: PushResult) -> None:
         logger.info(
@@ -177,6 +188,13 @@ class ElasticSink(Sink):
         """
         if not complete:
             return
+        self.maintain()
+
+    def maintain(self) -> None:
+        """Stamp still-valid documents that are due; the engine calls this on runs with no changes too.
+
+        A failure here is logged, not raised: the documents were written, and the next run tries again.
+        """
         try:
             self.refresh_timestamps()
         except Exception as exc:
@@ -210,6 +228,13 @@ class ElasticSink(Sink):
                     max_docs=REFRESH_BATCH,
                 )
                 stamped += response.get("updated", 0)
+                if response.get("failures"):
+                    logger.warning(
+                        "Elastic sink %r could not stamp %d documents; first failure: %s",
+                        self.name,
+                        len(response["failures"]),
+                        response["failures"][0],
+                    )
                 if response.get("updated", 0) < REFRESH_BATCH:
                     break
         except Exception as exc:
@@ -230,23 +255,47 @@ class ElasticSink(Sink):
             self._client = None
 
 
-def _record_item(ok: bool, item: dict[str, Any], result: PushResult) -> None:
-    """Sort one bulk item response into written, deleted or failed."""
-    operation, info = next(iter(item.items()))
-    key = str(info.get("_id", ""))
-    status = info.get("status", 0)
+class _Batch:
+    """Collects per-document bulk outcomes and turns them into per-row outcomes."""
 
-    if operation == "delete":
-        if ok or status == 404:
-            result.deleted.append(key)
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[str, str]] = {}
+        """Document id to (row key, "write" or "delete")."""
+        self.pending: dict[tuple[str, str], int] = {}
+        """(row key, action) to the number of its documents without a successful outcome yet."""
+        self.failures: dict[str, str] = {}
+
+    def expect(self, document_id: str, key: str, action: str) -> None:
+        self.rows[document_id] = (key, action)
+        self.pending[(key, action)] = self.pending.get((key, action), 0) + 1
+
+    def record(self, ok: bool, item: dict[str, Any]) -> None:
+        """Note one bulk item response: success, or the reason it failed."""
+        operation, info = next(iter(item.items()))
+        document_id = str(info.get("_id", ""))
+        key, action = self.rows.get(document_id, (document_id, "delete" if operation == "delete" else "write"))
+        status = info.get("status", 0)
+
+        succeeded = ok or (operation == "delete" and status == 404) or (operation == "create" and status == 409)
+        if succeeded:
+            self.pending[(key, action)] = self.pending.get((key, action), 1) - 1
             return
-    elif ok or (operation == "create" and status == 409):
-        result.written.append(key)
-        return
 
-    error = info.get("error")
-    if isinstance(error, dict):
-        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
-    else:
-        reason = str(error or "no reason given")
-    result.failed[key] = f"HTTP {status} on {operation}: {reason}"
+        error = info.get("error")
+        if isinstance(error, dict):
+            reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        else:
+            reason = str(error or "no reason given")
+        self.failures.setdefault(key, f"document {document_id}: HTTP {status} on {operation}: {reason}")
+
+    def settle(self, result: PushResult) -> None:
+        """Fill ``result`` with rows whose documents all succeeded, and the failed rows with a reason."""
+        for (key, action), missing in self.pending.items():
+            if key in self.failures:
+                result.failed[key] = self.failures[key]
+            elif missing > 0:
+                result.failed[key] = "Elasticsearch returned no outcome for a document of this row"
+            elif action == "write":
+                result.written.append(key)
+            else:
+                result.deleted.append(key)

@@ -1,9 +1,9 @@
-"""The index template and index that hold stixbridge indicator documents.
+"""The index template and the index that contain stixbridge indicator documents.
 
-The documents live in a regular index behind an alias, not in a data stream: data streams accept only
-``create`` operations, and the sink replaces and deletes documents by ``_id``. Elastic's built-in ``logs``
-template (priority 100) turns any new ``logs-*-*`` index into a data stream, so our template sits above it
-with explicit mappings; an index created without it would also map ``threat.indicator.ip`` as text.
+The documents live in a regular index behind an alias, not in a data stream, because data streams accept
+only ``create`` operations and the sink replaces and deletes documents by ``_id``. Elastic's built-in
+``logs`` template (priority 100) turns any new ``logs-*-*`` index into a data stream, so our template sits
+above it. Its explicit mappings matter too: without them ``threat.indicator.ip`` would be mapped as text.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 TEMPLATE_VERSION = 1
-"""Raised whenever the template body changes, so ``setup`` knows to install it again."""
+"""Raised whenever the template body changes, so that ``setup`` installs it again."""
 
 TEMPLATE_PRIORITY = 501
 """Above Elastic's built-in templates (``logs`` is 100, Fleet packages go up to 200) and above 500, the

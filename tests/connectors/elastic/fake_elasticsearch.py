@@ -9,8 +9,9 @@ where a lenient imitation would hide bugs:
   request for ``compatible-with=9`` media types is refused as an 8.x server refuses it;
 * a query parameter outside the specification is refused as Elasticsearch refuses it, and one the
   specification lists but the fake does not implement is refused too, so no parameter is silently ignored;
-* bulk bodies are parsed as NDJSON and answered per item; data streams accept only ``create``; an alias
-  with several indices and no write index refuses writes; ``require_alias`` is honoured;
+* bulk bodies are parsed as NDJSON, and each item gets its own result;
+* data streams accept only ``create``, and an alias with several indices and no write index rejects writes;
+* ``require_alias`` is honoured;
 * index templates are applied by pattern and priority, including a built-in ``logs`` template (priority
   100, ``logs-*-*``) that turns new indices into data streams, as Elasticsearch's does;
 * documents are checked against their mappings (an ``ip`` field refuses a CIDR block), and dynamic fields
@@ -21,11 +22,11 @@ where a lenient imitation would hide bugs:
 
 Faults can be injected: whole-request errors (429, 503, ...), delays that make the client time out, and
 per-item bulk rejections. Every request is recorded with its method, path and body size. Writes are
-visible to searches at once; the fake has no refresh interval.
+visible to searches at once, because the fake has no refresh interval.
 
 The parts live in sibling modules: ``fake_es_state`` (indices, aliases, templates, data streams),
 ``fake_es_api`` (routing and one handler per endpoint), ``fake_es_mapping`` (mappings and field values)
-and ``fake_es_query`` (queries, sorting, ``_source`` filtering). This module holds the HTTP server.
+and ``fake_es_query`` (queries, sorting, ``_source`` filtering). This module contains the HTTP server.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ class FakeElasticsearch(ClusterState):
         error_type: str = "",
         retry_after: str | None = None,
     ) -> None:
-        """Answer the next ``times`` matching requests with ``status`` instead of handling them."""
+        """Fail the next ``times`` matching requests with ``status`` instead of handling them."""
         with self.lock:
             self._faults.append(
                 _Fault(
@@ -254,7 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload, extra = exc.status, exc.body(), {}
             if fault is not None and fault.retry_after:
                 extra = {"Retry-After": fault.retry_after}
-        except Exception as exc:  # the fake itself failed: answer 500 so the test shows it
+        except Exception as exc:  # the fake itself failed: return 500 so that the test shows it
             status, payload, extra = 500, EsError(500, "fake_internal_error", repr(exc)).body(), {}
         record.status = status
         self._respond(method, status, payload, extra, compat)

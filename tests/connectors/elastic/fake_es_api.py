@@ -591,9 +591,16 @@ def _search(
         if body.get("sort") is not None:
             hit["sort"] = values
         hits.append(hit)
+    hits_block: dict[str, Any] = {"max_score": None, "hits": hits}
+    if hits and not body.get("sort"):
+        hits_block["max_score"] = 1.0
     tracked = body.get("track_total_hits", True)
-    limit = 10_000 if tracked is True else (tracked if isinstance(tracked, int) and tracked is not False else 0)
-    hits_block: dict[str, Any] = {"max_score": None if body.get("sort") else (1.0 if hits else None), "hits": hits}
+    if tracked is True:
+        limit = 10_000
+    elif isinstance(tracked, int) and tracked is not False:
+        limit = tracked
+    else:
+        limit = 0
     if tracked is not False:
         hits_block["total"] = {"value": min(total, limit), "relation": "eq" if total <= limit else "gte"}
     return _ok(
@@ -926,6 +933,7 @@ def _put_template(
             f"index_template [{name}] invalid, cause [name must be lowercase and must not contain spaces or special "
             "characters]",
         )
+
     unknown = set(body) - _TEMPLATE_KEYS
     if unknown:
         raise EsError(400, "x_content_parse_exception", f"[1:2] [index_template] unknown field [{sorted(unknown)[0]}]")
@@ -935,6 +943,7 @@ def _put_template(
     if not patterns:
         raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: index patterns are missing;")
     body["index_patterns"] = patterns
+
     body.setdefault("composed_of", [])
     if body["composed_of"]:
         raise EsError(
@@ -945,6 +954,7 @@ def _put_template(
         )
     if _bool_param(query, "create") and name in state.templates:
         raise EsError(400, "illegal_argument_exception", f"index template [{name}] already exists")
+
     inner = body.get("template", {})
     unknown_inner = set(inner) - {"settings", "mappings", "aliases", "lifecycle"}
     if unknown_inner:
@@ -953,6 +963,7 @@ def _put_template(
         validate_mapping_body(inner["mappings"])
     if "settings" in inner:
         inner["settings"] = nest_settings(flat_settings(inner["settings"]))
+
     priority = body.get("priority", 0)
     for other_name, other in state.templates.items():
         if (
@@ -968,6 +979,7 @@ def _put_template(
                 f"[{priority}], multiple index templates may not match during index creation, please use a different "
                 "priority",
             )
+
     state.templates[name] = body
     return _ok({"acknowledged": True})
 

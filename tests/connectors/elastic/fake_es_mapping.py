@@ -1,9 +1,12 @@
 """Mappings, field values and dates for the fake Elasticsearch server.
 
-Implements what Elasticsearch 8 does when it indexes a document: dotted keys and nested objects name the
-same field, every value is checked against its mapped type (an ``ip`` field rejects a CIDR block), and
-unmapped fields are added under the ``dynamic`` rules and ``dynamic_templates``. Errors are raised as
-:class:`EsError` with the type and reason Elasticsearch uses.
+Implements what Elasticsearch 8 does when it indexes a document:
+
+* dotted keys and nested objects name the same field;
+* every value is checked against its mapped type (an ``ip`` field rejects a CIDR block);
+* unmapped fields are added under the ``dynamic`` rules and ``dynamic_templates``.
+
+Errors are raised as :class:`EsError` with the type and reason Elasticsearch uses.
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
 """Query DSL, sorting and ``_source`` filtering for the fake Elasticsearch server.
 
 Covers the queries stixbridge sends (``bool``, ``term``, ``terms``, ``range``, ``exists``, ``nested``,
-``ids``, ``match_all``, ``prefix``) with Elasticsearch's rules: a field inside a ``nested`` object is
-invisible outside a ``nested`` query on its path, a ``nested`` query on a path not mapped as ``nested``
-fails, an unmapped field matches nothing, and ``_id`` or text fields cannot be sorted on. Any other query
-is refused with HTTP 400 instead of being guessed.
+``ids``, ``match_all``, ``prefix``) with Elasticsearch's rules:
+
+* a field inside a ``nested`` object is invisible outside a ``nested`` query on its path;
+* a ``nested`` query on a path not mapped as ``nested`` fails;
+* an unmapped field matches nothing;
+* ``_id`` and text fields cannot be sorted on.
+
+Any other query is rejected with HTTP 400 instead of being guessed.
 """
 
 from __future__ import annotations
@@ -355,7 +359,7 @@ def sort_values(keys: list[SortKey], doc: StoredDoc, mapping: Mapping, position:
 
 
 def sort_tuple(keys: list[SortKey], values: list[Any]) -> tuple[Any, ...]:
-    """Return a tuple that orders hits as the sort keys say, with missing values last."""
+    """Return a tuple that orders hits by the sort keys, with missing values last."""
     parts: list[Any] = []
     for key, value in zip(keys, values, strict=True):
         if value is None:

@@ -1,8 +1,12 @@
 """Cluster state of the fake Elasticsearch server: indices, aliases, index templates and data streams.
 
-The rules here are Elasticsearch's: index and alias names are validated, templates are chosen by pattern and
-priority, a template with ``data_stream`` turns a new name into a data stream that accepts only ``create``,
-an alias with several indices needs a write index, and documents are checked against their mappings.
+The rules here are Elasticsearch's:
+
+* index and alias names are validated;
+* templates are chosen by pattern and priority, and a template with ``data_stream`` turns a new name into a
+  data stream that accepts only ``create``;
+* an alias with several indices needs a write index;
+* documents are checked against their mappings.
 """
 
 from __future__ import annotations
@@ -478,9 +482,12 @@ def flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             if not path.startswith("index."):
                 path = f"index.{path}"
-            flat[path] = (
-                str(value).lower() if isinstance(value, bool) else str(value) if not isinstance(value, list) else value
-            )
+            if isinstance(value, bool):
+                flat[path] = str(value).lower()
+            elif isinstance(value, list):
+                flat[path] = value
+            else:
+                flat[path] = str(value)
     known = {
         "index.number_of_shards",
         "index.number_of_replicas",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,7 @@ import elasticsearch
 import pytest
 
 from stixbridge.connectors.elastic.client import TrafficMeter, build_client, describe_api_error, translate_error
-from stixbridge.errors import ConfigError, RemoteRejectedError, TransientError
+from stixbridge.errors import ConfigError, MissingExtraError, RemoteRejectedError, TransientError
 
 from .conftest import sink_settings
 from .fake_elasticsearch import FakeElasticsearch
@@ -60,6 +61,13 @@ def test_translate_error(error: Exception, expected: type, words: str) -> None:
     assert type(translated) is expected
     assert words in str(translated)
     assert str(translated).startswith("writing")
+
+
+def test_missing_client_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "elasticsearch", None)
+
+    with pytest.raises(MissingExtraError, match=r"pip install 'stixbridge\[elastic\]'"):
+        build_client(sink_settings(["http://127.0.0.1:9200"]), tmp_path, TrafficMeter())
 
 
 def test_describe_api_error_without_body() -> None:
@@ -116,7 +124,7 @@ def test_malformed_cloud_id_is_config_error(tmp_path: Path) -> None:
 
 
 class _NotElasticsearch(BaseHTTPRequestHandler):
-    """Answers every GET with JSON but without the X-Elastic-Product header."""
+    """Returns JSON for every GET, but without the X-Elastic-Product header."""
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet."""

@@ -193,8 +193,10 @@ def test_rules_need_kibana_url(fake_es: FakeElasticsearch, tmp_path: Path) -> No
 def test_kibana_refusal_reported(fake_es: FakeElasticsearch, tmp_path: Path) -> None:
     with FakeKibana(api_key=API_KEY) as kibana:
         settings = sink_settings([fake_es.url], kibana_url=kibana.url, api_key=Secret("wrong"))
-        with pytest.raises(RemoteRejectedError, match="HTTP 401.*Kibana privileges"):
+        with pytest.raises(RemoteRejectedError, match="HTTP 401.*Kibana privileges") as caught:
             install_rules(settings, base_dir=tmp_path)
+
+    assert "wrong" not in str(caught.value)
 
 
 def test_kibana_server_error_is_transient(fake_es: FakeElasticsearch, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from stixbridge.connector import ConnectorContext
-from stixbridge.connectors.elastic.ecs import ecs_document
+from stixbridge.connectors.elastic.ecs import ecs_documents
 from stixbridge.connectors.elastic.setup import setup
 from stixbridge.connectors.elastic.sightings import ElasticSightingsReader
 from stixbridge.connectors.elastic.sink import ElasticSink
@@ -87,13 +87,26 @@ def enrichment(
     flat: bool = False,
     with_id: bool = True,
     event_field: str = "destination.ip",
+    spelling: int = 0,
+    drop: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Return an enrichment as Kibana writes it for a match on one of our documents."""
+    """Return an enrichment as Kibana writes it for a match on one of our documents.
+
+    ``spelling`` picks the document of another spelling of a registry key; ``drop`` removes fields from
+    the indicator copy, as if Kibana had not copied them.
+    """
     row = make_row(row_value, atom_type)
-    indicator = ecs_document(row, T0)["threat"]["indicator"]
-    if not with_id:
-        del indicator["id"]
-    matched = {"atomic": row_value, "field": event_field, "id": row.key, "index": index, "type": "indicator_match_rule"}
+    document_id, document = ecs_documents(row, T0)[spelling]
+    indicator = document["threat"]["indicator"]
+    for name in drop + (() if with_id else ("id",)):
+        del indicator[name]
+    matched = {
+        "atomic": indicator["name"],
+        "field": event_field,
+        "id": document_id,
+        "index": index,
+        "type": "indicator_match_rule",
+    }
     if flat:
         return {"indicator": indicator, "feed.name": "stixbridge", **{f"matched.{k}": v for k, v in matched.items()}}
     return {"indicator": indicator, "feed": {"name": "stixbridge"}, "matched": matched}
@@ -334,26 +347,52 @@ def test_missing_id_and_type_read_from_our_document(
     fake_es: FakeElasticsearch, alerts: Elasticsearch, context: ConnectorContext, tmp_path: Path
 ) -> None:
     setup(sink_settings([fake_es.url]), base_dir=tmp_path)
-    row = make_row("ab" * 32, "sha3-256")
+    row = make_row("d41d8cd98f00b204e9800998ecf8427e", "md5")
     with ElasticSink("elastic", sink_settings([fake_es.url]), context) as sink:
         sink.push(Changes(upserts=[row]))
-    add(alerts, alert("sha3", T0 - timedelta(hours=1), [enrichment("ab" * 32, "sha3-256", with_id=False)]))
+    copy = enrichment(row.value, "md5", with_id=False, drop=("file",))
+    add(alerts, alert("md5", T0 - timedelta(hours=1), [copy]))
 
     (record,), _ = read_all(make_reader(fake_es, context))
 
-    assert record.atom_type == "sha3-256"
+    assert record.atom_type == "md5"
     assert record.indicator_id == row.indicator_id
 
 
 def test_missing_document_leaves_fields_empty(
     fake_es: FakeElasticsearch, alerts: Elasticsearch, context: ConnectorContext
 ) -> None:
-    add(alerts, alert("gone", T0 - timedelta(hours=1), [enrichment("ab" * 32, "sha3-256", with_id=False)]))
+    copy = enrichment("d41d8cd98f00b204e9800998ecf8427e", "md5", with_id=False, drop=("file",))
+    add(alerts, alert("gone", T0 - timedelta(hours=1), [copy]))
 
     (record,), _ = read_all(make_reader(fake_es, context))
 
     assert record.atom_type is None
     assert record.indicator_id is None
+
+
+def test_registry_spelling_read_as_canonical_value(
+    fake_es: FakeElasticsearch, alerts: Elasticsearch, context: ConnectorContext, tmp_path: Path
+) -> None:
+    setup(sink_settings([fake_es.url]), base_dir=tmp_path)
+    row = make_row("HKEY_LOCAL_MACHINE\\Software\\Run", "registry-key")
+    with ElasticSink("elastic", sink_settings([fake_es.url]), context) as sink:
+        sink.push(Changes(upserts=[row]))
+    add(
+        alerts,
+        alert(
+            "reg",
+            T0 - timedelta(hours=1),
+            [enrichment(row.value, "registry-key", spelling=1, event_field="registry.path")],
+        ),
+    )
+
+    (record,), _ = read_all(make_reader(fake_es, context))
+
+    assert record.value == "HKEY_LOCAL_MACHINE\\Software\\Run"
+    assert record.atom_type == "registry-key"
+    assert ("matched.atomic", "HKLM\\Software\\Run") in record.context
+    assert record.external_id == f"reg/{row.key}-1"
 
 
 def test_no_alerts_index_yet(fake_es: FakeElasticsearch, context: ConnectorContext) -> None:

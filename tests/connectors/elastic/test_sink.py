@@ -13,7 +13,7 @@ from elasticsearch import Elasticsearch
 from stixbridge.connector import ConnectorContext
 from stixbridge.connectors.elastic.ecs import ecs_document
 from stixbridge.connectors.elastic.setup import setup
-from stixbridge.connectors.elastic.sink import ElasticSink, _record_item
+from stixbridge.connectors.elastic.sink import ElasticSink, _Batch
 from stixbridge.errors import ConfigError, RemoteRejectedError, TransientError
 from stixbridge.model import Changes, PushResult
 from stixbridge.secrets import Secret
@@ -88,18 +88,47 @@ def test_rejected_document_reported_others_written(sink: ElasticSink, ready_es: 
 
     assert result.written == [good.key]
     assert list(result.failed) == [bad.key]
-    assert "HTTP 400 on index: document_parsing_exception" in result.failed[bad.key]
+    assert f"document {bad.key}: HTTP 400 on index: document_parsing_exception" in result.failed[bad.key]
     assert "threat.indicator.ip" in result.failed[bad.key]
 
 
-def test_unsupported_row_reported_without_request(sink: ElasticSink, ready_es: FakeElasticsearch) -> None:
-    row = make_row("x", "ja3")
+def test_unsupported_row_skipped_without_request(sink: ElasticSink, ready_es: FakeElasticsearch) -> None:
+    row = make_row("ab" * 32, "sha3-256")
 
     result = sink.push(Changes(upserts=[row]))
 
     assert not sink.accepts(row)
-    assert "has no ECS indicator form" in result.failed[row.key]
+    assert result.skipped == {"atom type sha3-256: ECS file.hash has no SHA3 field": 1}
+    assert result.written == result.deleted == []
+    assert result.failed == {}
     assert bulk_requests(ready_es) == []
+
+
+def test_registry_key_written_once_per_spelling(sink: ElasticSink, ready_es: FakeElasticsearch) -> None:
+    row = make_row("HKEY_LOCAL_MACHINE\\Software\\Run", "registry-key")
+
+    written = sink.push(Changes(upserts=[row]))
+    stored = ready_es.documents(ALIAS)
+    deleted = sink.push(Changes(deletes=[delivered(row)]))
+
+    assert written.written == [row.key]
+    assert len(stored) > 1
+    assert {doc["threat"]["indicator"]["registry"]["path"] for doc in stored.values()} >= {
+        "HKEY_LOCAL_MACHINE\\Software\\Run",
+        "HKLM\\Software\\Run",
+    }
+    assert deleted.deleted == [row.key]
+    assert ready_es.documents(ALIAS) == {}
+
+
+def test_row_fails_when_one_spelling_fails(sink: ElasticSink, ready_es: FakeElasticsearch) -> None:
+    row = make_row("HKEY_LOCAL_MACHINE\\Software\\Run", "registry-key")
+    ready_es.reject_items(500, times=1, ids={f"{row.key}-1"})
+
+    result = sink.push(Changes(upserts=[row]))
+
+    assert result.written == []
+    assert result.failed[row.key].startswith(f"document {row.key}-1: HTTP 500 on index")
 
 
 def test_items_rejected_with_429_are_retried(sink: ElasticSink, ready_es: FakeElasticsearch) -> None:
@@ -251,23 +280,43 @@ def test_failures_logged_briefly(sink: ElasticSink, caplog: pytest.LogCaptureFix
 
 
 @pytest.mark.parametrize(
-    ("item", "outcome"),
+    ("action", "item", "outcome"),
     [
-        ({"create": {"_id": "a", "status": 409, "error": {"type": "version_conflict_engine_exception"}}}, "written"),
-        ({"delete": {"_id": "a", "status": 404, "result": "not_found"}}, "deleted"),
-        ({"delete": {"_id": "a", "status": 200}}, "deleted"),
-        ({"index": {"_id": "a", "status": 201}}, "written"),
-        ({"index": {"_id": "a", "status": 409, "error": {"type": "version_conflict_engine_exception"}}}, "failed"),
-        ({"delete": {"_id": "a", "status": 500, "error": "boom"}}, "failed"),
+        (
+            "write",
+            {"create": {"_id": "a", "status": 409, "error": {"type": "version_conflict_engine_exception"}}},
+            "written",
+        ),
+        ("delete", {"delete": {"_id": "a", "status": 404, "result": "not_found"}}, "deleted"),
+        ("delete", {"delete": {"_id": "a", "status": 200}}, "deleted"),
+        ("write", {"index": {"_id": "a", "status": 201}}, "written"),
+        (
+            "write",
+            {"index": {"_id": "a", "status": 409, "error": {"type": "version_conflict_engine_exception"}}},
+            "failed",
+        ),
+        ("delete", {"delete": {"_id": "a", "status": 500, "error": "boom"}}, "failed"),
     ],
 )
-def test_record_item_outcomes(item: dict, outcome: str) -> None:
+def test_batch_outcomes(action: str, item: dict, outcome: str) -> None:
+    batch = _Batch()
+    batch.expect("a", "a", action)
     result = PushResult()
-    ok = 200 <= next(iter(item.values()))["status"] < 300
 
-    _record_item(ok, item, result)
+    batch.record(200 <= next(iter(item.values()))["status"] < 300, item)
+    batch.settle(result)
 
     assert {"written": result.written, "deleted": result.deleted, "failed": list(result.failed)}[outcome] == ["a"]
+
+
+def test_batch_document_without_outcome_fails() -> None:
+    batch = _Batch()
+    batch.expect("a", "a", "write")
+    result = PushResult()
+
+    batch.settle(result)
+
+    assert result.failed == {"a": "Elasticsearch returned no outcome for a document of this row"}
 
 
 # -- @timestamp refresh ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stixbridge.connectors.elastic.ecs import INDICATOR_TYPES, ecs_document
+from stixbridge.connectors.elastic.ecs import ECS_INDICATOR_TYPES, ecs_documents
 from stixbridge.connectors.elastic.templates import (
     TEMPLATE_PRIORITY,
     index_body,
@@ -27,7 +27,7 @@ SAMPLE_VALUES = {
     "domain": "example.com",
     "url": "https://example.com/a",
     "email": "a@example.com",
-    "registry-key": "HKLM\\Software\\X",
+    "registry-key": "HKEY_LOCAL_MACHINE\\Software\\X",
     "as-number": "AS64496",
 }
 
@@ -52,7 +52,7 @@ def leaf_paths(document: Any, prefix: str = "") -> set[str]:
     return {prefix.rstrip(".")}
 
 
-def full_row_document(atom_type: str) -> dict[str, Any]:
+def full_row_documents(atom_type: str) -> list[dict[str, Any]]:
     row = make_row(
         SAMPLE_VALUES.get(atom_type, "value"),
         atom_type,
@@ -61,16 +61,15 @@ def full_row_document(atom_type: str) -> dict[str, Any]:
         context=(("dst_port", "443"),),
         direction="src",
     )
-    return ecs_document(row, T0)
+    return [document for _, document in ecs_documents(row, T0)]
 
 
-@pytest.mark.parametrize("atom_type", sorted(INDICATOR_TYPES))
+@pytest.mark.parametrize("atom_type", sorted(ECS_INDICATOR_TYPES))
 def test_every_written_field_is_mapped(atom_type: str) -> None:
     mapped = mapped_types(index_mappings()["properties"])
 
-    missing = leaf_paths(full_row_document(atom_type)) - set(mapped)
-
-    assert missing == set()
+    for document in full_row_documents(atom_type):
+        assert leaf_paths(document) - set(mapped) == set()
 
 
 def test_field_types() -> None:
