@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from stixbridge.connector import Connector, ConnectorContext
-from stixbridge.errors import RemoteRejectedError, StixbridgeError, TransientError
+from stixbridge.errors import ConfigError, RemoteRejectedError, StixbridgeError, TransientError
 from stixbridge.plugins import require
 from stixbridge.timeutil import parse_timestamp
 
@@ -93,8 +93,8 @@ class _Encoded:
 class TaxiiPublisher(Connector):
     """Posts STIX objects to one TAXII collection and reports, per object, success, failure or pending.
 
-    A ``[[publish]]`` entry is the opt-in to sharing: the configuration builds a publisher only for one,
-    and its common ``enabled = false`` switches it off.
+    Publishing shares our objects with the alliance, so it is off until ``enabled = true`` is set in the
+    ``[[publish]]`` entry; the configuration passes that common key to these settings.
 
     Errors that concern every object raise: 401, 403 and 404, and any failure while reading discovery,
     the API root or the collections. An error of one POST turns the objects of that envelope into
@@ -114,7 +114,8 @@ class TaxiiPublisher(Connector):
         self._root: ApiRootInfo | None = None
 
     def describe(self) -> str:
-        return f"taxii publisher {self.name!r} posting to {self.settings.collection!r} at {self.settings.url}"
+        state = "" if self.settings.enabled else " (off until enabled = true)"
+        return f"taxii publisher {self.name!r} posting to {self.settings.collection!r} at {self.settings.url}{state}"
 
     def close(self) -> None:
         if self._http is not None:
@@ -144,9 +145,16 @@ class TaxiiPublisher(Connector):
         """Post ``objects`` and return what happened to each distinct (id, version).
 
         Raises:
+            ConfigError: publishing is off (``enabled`` is not true).
             RemoteRejectedError: the server refused the credentials, the collection or the URL.
             TransientError: the server could not be reached for discovery.
         """
+        if not self.settings.enabled:
+            raise ConfigError(
+                f"{self.owner} is off: publishing shares our objects with the alliance; set enabled = true in "
+                "its [[publish]] entry to turn it on",
+                key="enabled",
+            )
         warn_about_transport(self.settings, self.owner)
         result = PublishResult()
         encoded = self._encode(objects, result)

@@ -178,6 +178,8 @@ class TaxiiSettings(TaxiiConnectionSettings):
 class TaxiiPublishSettings(TaxiiConnectionSettings):
     """Settings of ``publish`` entries of ``kind = "taxii"``: where our own objects are posted."""
 
+    enabled: bool = False
+    """Publishing sends our objects to the alliance, so it is off until ``enabled = true``."""
     collection: str = ""
     """Id or title of the collection to post to."""
     max_objects_per_request: int = 1000

@@ -37,7 +37,8 @@ def make_source(url: str, tmp_path: Path | None = None, name: str = "alliance", 
 
 
 def make_publisher(url: str, name: str = "share", **options: Any) -> TaxiiPublisher:
-    """Build a validated TAXII publisher."""
+    """Build a validated TAXII publisher, enabled unless ``enabled`` is given."""
+    options.setdefault("enabled", True)
     settings = TaxiiPublishSettings(url=url, **options)
     settings.validate(f"publish ({name})")
     return TaxiiPublisher(name, settings, ConnectorContext(base_dir=Path.cwd()))

@@ -9,7 +9,7 @@ import pytest
 
 from stixbridge.connectors.taxii.medallion_server import run_medallion
 from stixbridge.connectors.taxii.publish import PublishOutcome, PublishResult
-from stixbridge.errors import RemoteRejectedError
+from stixbridge.errors import ConfigError, RemoteRejectedError
 from stixbridge.model import Provenance
 from stixbridge.secrets import Secret
 
@@ -347,6 +347,17 @@ def test_read_only_collection_refused() -> None:
 
     assert fake.requests_to(OBJECTS) == []
 
+
+
+def test_disabled_publisher_sends_nothing() -> None:
+    with fake_taxii_server() as fake:
+        publisher = make_publisher(f"{fake.base}/taxii2/", collection="sightings", enabled=False)
+
+        with pytest.raises(ConfigError, match="set enabled = true"):
+            publisher.publish([sighting(1)])
+
+    assert fake.requests == []
+    assert "off until enabled = true" in publisher.describe()
 
 
 def test_taxii20_posts_a_bundle() -> None:

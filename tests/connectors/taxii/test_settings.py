@@ -138,6 +138,12 @@ def test_constructor_sends_nothing(tmp_path: Path) -> None:
     assert "127.0.0.1:9" in source.describe()
 
 
+def test_publisher_off_by_default() -> None:
+    settings = build_settings(TaxiiPublishSettings, {"url": URL, "collection": "sightings"}, "publish[0]")
+
+    assert settings.enabled is False
+
+
 def test_publisher_needs_collection() -> None:
     with pytest.raises(ConfigError, match="collection is required"):
         build_settings(TaxiiPublishSettings, {"url": URL}, "publish[0]")
@@ -170,6 +176,7 @@ timeout = [5, 120]
 [[publish]]
 name = "alliance-share"
 kind = "taxii"
+enabled = true
 url = "{URL}"
 collection = "sightings"
 token = {{ env = "ALLIANCE_TAXII_PASSWORD" }}
@@ -184,6 +191,7 @@ token = {{ env = "ALLIANCE_TAXII_PASSWORD" }}
     assert isinstance(source, TaxiiSource)
     assert isinstance(publisher, TaxiiPublisher)
     assert source.settings.timeouts() == (5.0, 120.0)
+    assert publisher.settings.enabled is True
     assert "pw" not in repr(source) + repr(publisher) + source.describe() + publisher.describe()
 
 
