@@ -412,7 +412,7 @@ class FakeSplunk:
             if method == "DELETE":
                 if "query" in params:
                     condition = _parse_query(params["query"])
-                    for key in [k for k, row in rows.items() if _matches(row, condition)]:
+                    for key in _matching_keys(rows, condition):
                         del rows[key]
                 else:
                     rows.clear()
@@ -806,6 +806,16 @@ def _check_operators(node: Any) -> None:
     elif isinstance(node, list):
         for item in node:
             _check_operators(item)
+
+
+def _matching_keys(rows: dict[str, dict[str, Any]], condition: dict[str, Any]) -> list[str]:
+    # A list of keys joined by $or is looked up directly; the answer is the same as the full scan.
+    alternatives = condition.get("$or") if list(condition) == ["$or"] else None
+    if isinstance(alternatives, list) and all(
+        isinstance(c, dict) and list(c) == ["_key"] and isinstance(c["_key"], str) for c in alternatives
+    ):
+        return [c["_key"] for c in alternatives if c["_key"] in rows]
+    return [key for key, row in rows.items() if _matches(row, condition)]
 
 
 def _matches(row: dict[str, Any], condition: dict[str, Any]) -> bool:
