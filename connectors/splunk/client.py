@@ -88,7 +88,7 @@ class SplunkClient:
 
         context = None
         if scheme == "https" and settings.verify_tls:
-            context = ssl.create_default_context(cafile=settings.ca_bundle or None)
+            context = _tls_context(settings.ca_bundle, settings.tls_hostname)
         elif scheme == "https":
             logger.warning(
                 "TLS certificate verification is off for %s (verify_tls = false); anyone on the network path "
@@ -194,6 +194,29 @@ class SplunkClient:
         exc = state.outcome.exception() if state.outcome else None
         pause = state.next_action.sleep if state.next_action else 0.0
         logger.warning("Splunk request failed (attempt %d): %s; retrying in %.1f s.", state.attempt_number, exc, pause)
+
+
+class _ExpectedNameContext(ssl.SSLContext):
+    """A TLS client context that checks the certificate against a fixed name instead of the URL's host."""
+
+    expected_name = ""
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["server_hostname"] = self.expected_name
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
+def _tls_context(ca_bundle: str, expected_name: str) -> ssl.SSLContext:
+    """Return a verifying TLS context trusting ``ca_bundle`` (or the system store) and checking the name."""
+    if not expected_name:
+        return ssl.create_default_context(cafile=ca_bundle or None)
+    context = _ExpectedNameContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.expected_name = expected_name
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    else:
+        context.load_default_certs()
+    return context
 
 
 def translate_error(exc: BaseException, *, what: str, url: str) -> Exception:

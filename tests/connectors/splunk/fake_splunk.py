@@ -1,6 +1,6 @@
 """A fake splunkd: a strict in-memory stand-in for the REST endpoints the Splunk connectors use.
 
-It is a fake, not Splunk. It listens on 127.0.0.1 over plain HTTP and answers the way the Splunk REST API
+It is a fake, not Splunk. It listens on 127.0.0.1 over plain HTTP (HTTPS with a test certificate) and answers the way the Splunk REST API
 reference describes, so the real splunk-sdk client can drive it:
 
 - ``POST /services/auth/login`` returns a session key (XML, or JSON with ``output_mode=json``); every other
@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import ssl
 import threading
 import time
 import uuid
@@ -113,6 +114,8 @@ class FakeSplunk:
     indexes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     passwords: dict[tuple[str, str], str] = field(default_factory=dict)
     log: list[RequestRecord] = field(default_factory=list)
+    certificate: tuple[str, str] | None = None
+    """PEM certificate chain and key files; when set, the fake speaks HTTPS instead of HTTP."""
 
     def __post_init__(self) -> None:
         self._sessions: set[str] = set()
@@ -130,6 +133,10 @@ class FakeSplunk:
         handler = type("BoundHandler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        if self.certificate is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.certificate)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-splunk", daemon=True)
         self._thread.start()
         return self
@@ -151,7 +158,8 @@ class FakeSplunk:
     def url(self) -> str:
         """Base URL of the fake's management port."""
         assert self._server is not None, "start the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self.certificate else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     # Setup and inspection -------------------------------------------------------------------------------
 
