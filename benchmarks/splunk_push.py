@@ -16,7 +16,7 @@ data (batch saves and deletes; reads and the login are listed apart):
 Changes are computed with the engine's own ``diff_rows`` against the rows the previous push delivered,
 and handed to the sink in batches of its ``batch_size``, as ``stixbridge sync`` does. The budgets checked
 at the end: the first push needs at most 110 write requests per 100,000 atoms, the 1% update at most 5%
-of that, and the sync without change none; the script exits 1 when one is missed.
+of that, and the sync without change none. The script exits 1 when one is missed.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def read_limits(client: SplunkClient, *, owner: str, app: str) -> KvLimits:
     """
     try:
         answer = client.get_json(
-            "configs/conf-limits/kvstore", what="reading the KV store limits", owner=owner, app=app
+            "configs/conf-limits/kvstore", operation="reading the KV store limits", owner=owner, app=app
         )
     except RemoteRejectedError as exc:
         if exc.status not in (403, 404):
@@ -136,7 +136,7 @@ class KvCollection:
         try:
             self.client.get_json(
                 f"storage/collections/config/{quote(self.name, safe='')}",
-                what=f"checking KV store collection {self.name!r} in app {self.app!r}",
+                operation=f"checking KV store collection {self.name!r} in app {self.app!r}",
                 owner=self.owner,
                 app=self.app,
             )
@@ -153,7 +153,7 @@ class KvCollection:
         form.update({f"accelerated_fields.{name}": json.dumps(spec) for name, spec in accelerations.items()})
         self.client.post_form(
             "storage/collections/config",
-            what=f"creating KV store collection {self.name!r} in app {self.app!r}",
+            operation=f"creating KV store collection {self.name!r} in app {self.app!r}",
             owner=self.owner,
             app=self.app,
             **form,
@@ -226,7 +226,7 @@ class KvCollection:
         self.client.post_bytes(
             f"{self._data_path}/batch_save",
             body,
-            what=f"saving {len(chunk)} rows to KV store collection {self.name!r}",
+            operation=f"saving {len(chunk)} rows to KV store collection {self.name!r}",
             owner=self.owner,
             app=self.app,
         )
@@ -276,7 +276,7 @@ class KvCollection:
         try:
             self.client.delete(
                 f"{self._data_path}/{quote(key, safe='')}",
-                what=f"deleting row {key} from KV store collection {self.name!r}",
+                operation=f"deleting row {key} from KV store collection {self.name!r}",
                 owner=self.owner,
                 app=self.app,
             )
@@ -292,7 +292,7 @@ class KvCollection:
         query = json.dumps({"$or": [{"_key": key} for key in keys]}, separators=(",", ":"))
         self.client.delete(
             self._data_path,
-            what=f"deleting {len(keys)} rows from KV store collection {self.name!r}",
+            operation=f"deleting {len(keys)} rows from KV store collection {self.name!r}",
             owner=self.owner,
             app=self.app,
             query=query,
@@ -310,7 +310,7 @@ class KvCollection:
         while True:
             page = self.client.get_json(
                 self._data_path,
-                what=f"reading rows {skip}-{skip + limit} of KV store collection {self.name!r}",
+                operation=f"reading rows {skip}-{skip + limit} of KV store collection {self.name!r}",
                 owner=self.owner,
                 app=self.app,
                 query=query,

@@ -3,10 +3,10 @@
 Splunk starts ``bin/stixbridge_sync.py`` (which imports this module from ``bin/lib``) once per interval
 for each ``[stixbridge_sync://<name>]`` stanza. The input:
 
-1. reads every credential the app keeps in ``storage/passwords`` under the realm ``TA-stixbridge`` (set in
-   the app's setup page) and passes each as an environment variable named by its user name, so a
-   ``{ env = "STIXBRIDGE_TAXII_PASSWORD" }`` in the stixbridge configuration finds it; credentials never
-   sit in a ``.conf`` file;
+1. reads every credential the app keeps in ``storage/passwords`` under the realm ``TA-stixbridge``, which
+   the app's setup page writes. Each one becomes an environment variable named by its user name, so a
+   ``{ env = "STIXBRIDGE_TAXII_PASSWORD" }`` in the stixbridge configuration finds it. Credentials are
+   never written to a ``.conf`` file;
 2. passes the input's own session key and splunkd URI as ``STIXBRIDGE_SPLUNK_SESSION_KEY`` and
    ``STIXBRIDGE_SPLUNK_URI``, for a ``[[sinks]] kind = "splunk"`` table that writes to this search head;
 3. runs ``python -m stixbridge.cli --json -c <config> sync`` in a child process with a time limit;
@@ -44,7 +44,7 @@ _RESERVED_ENV = frozenset({"PATH", "PYTHONPATH", "PYTHONHOME", "HOME", "SPLUNK_H
 
 @dataclass
 class SyncOutcome:
-    """What one run of ``stixbridge sync`` reported."""
+    """Report of one run of ``stixbridge sync``: exit code, duration, log lines and summary."""
 
     exit_code: int
     seconds: float
@@ -60,8 +60,8 @@ class SyncOutcome:
 
 def app_folder() -> Path:
     """Return the app's folder: ``bin/lib/stixbridge/connectors/splunk`` is four levels below ``bin``."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
+    module_path = Path(__file__).resolve()
+    for parent in module_path.parents:
         if parent.name == "bin" and (parent.parent / "default" / "app.conf").exists():
             return parent.parent
     return Path(os.environ.get("SPLUNK_HOME", "/opt/splunk")) / "etc" / "apps" / APP_NAME
@@ -85,7 +85,7 @@ def check_config(path: Path) -> None:
     """Check that the configuration file exists and is TOML; its secrets are checked at run time.
 
     Raises:
-        ValueError: the file is missing, unreadable or not TOML; the message says which.
+        ValueError: the file is missing, unreadable or not TOML; the message names the problem.
     """
     if path.suffix != ".toml":
         raise ValueError(f"config_file {str(path)!r} must be a stixbridge TOML file ending in .toml")

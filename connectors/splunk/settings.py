@@ -55,7 +55,7 @@ class SplunkConnectionSettings(Settings):
     """Name to expect in splunkd's certificate when it differs from the URL's host; Splunk's default
     certificate is issued to ``SplunkServerDefaultCert``."""
     timeout: float = 30.0
-    """Seconds to wait for a connection or for the next bytes of an answer."""
+    """Seconds to wait for a connection or for the next bytes of a response."""
     retries: int = 3
     """How many times a request that failed for a transient reason (503, timeout) is sent again."""
     owner: str = "nobody"

@@ -102,7 +102,7 @@ class SplunkSightingsReader(SightingsReader):
         self.client = SplunkClient(settings, connector="splunk")
 
     def describe(self) -> str:
-        """Return one line naming the server and what is searched."""
+        """Return one line naming the server and the search."""
         return f"splunk sightings {self.name!r}: {self.search_text()} at {self.config.url} ({self.config.search_mode})"
 
     def close(self) -> None:
@@ -214,7 +214,7 @@ class SplunkSightingsReader(SightingsReader):
                 elif isinstance(item, dict) and not reader.is_preview:
                     yield item
         except (OSError, ValueError) as exc:
-            raise translate_error(exc, what="reading search results", url=self.config.url + "/" + path) from exc
+            raise translate_error(exc, operation="reading search results", url=self.config.url + "/" + path) from exc
 
     def _record(self, result: dict[str, Any]) -> tuple[SightingRecord, int] | None:
         key = _text(result.get("threat_collection_key"))

@@ -5,12 +5,12 @@ Usage::
     python packaging/splunk/build.py                 # writes packaging/splunk/build/dist/TA-stixbridge-<v>.tgz/.spl
     python packaging/splunk/build.py --out /tmp/app  # another output folder
 
-Steps: copy ``packaging/splunk/TA-stixbridge`` (the app's ``default/``, ``README/``, ``metadata/``, views and
-the thin ``bin/stixbridge_sync.py``), fill in the version, build a wheel of stixbridge, and install it with
-its ``taxii`` and ``splunk`` extras into ``bin/lib`` for Splunk's Python 3.13 with pure-Python wheels only
-(so the app runs on any CPU Splunk supports, and each library keeps its ``.dist-info``). Then remove
-compiled files and script folders, set file modes, and pack the folder. The build fails when a
-dependency has no pure-Python wheel or a compiled file slipped in.
+The script copies ``packaging/splunk/TA-stixbridge`` (the app's ``default/``, ``README/``, ``metadata/``,
+views and the thin ``bin/stixbridge_sync.py``) and fills in the version. It builds a wheel of stixbridge
+and installs it with its ``taxii`` and ``splunk`` extras into ``bin/lib`` for Splunk's Python 3.13. Only
+pure-Python wheels are accepted, so the app runs on any CPU Splunk supports, and each library keeps its
+``.dist-info``. Then it removes compiled files and script folders, sets file modes, and packs the folder.
+The build fails when a dependency has no pure-Python wheel or a compiled file slipped in.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A fake splunkd: a strict in-memory stand-in for the REST endpoints the Splunk connectors use.
 
-It is a fake, not Splunk. It listens on 127.0.0.1 over plain HTTP (HTTPS with a test certificate) and answers the way the Splunk REST API
+It is a fake, not Splunk. It listens on 127.0.0.1 over plain HTTP (HTTPS with a test certificate) and responds the way the Splunk REST API
 reference describes, so the real splunk-sdk client can drive it:
 
 - ``POST /services/auth/login`` returns a session key (XML, or JSON with ``output_mode=json``); every other
@@ -70,7 +70,7 @@ class RequestRecord:
 
 @dataclass
 class Injection:
-    """A failure to answer the next ``times`` requests matching ``match`` and ``method`` with."""
+    """A failure injected into the next ``times`` requests that match ``match`` and ``method``."""
 
     status: int | None
     delay: float = 0.0
@@ -90,7 +90,7 @@ class Job:
 
 
 class FakeSplunkError(Exception):
-    """An HTTP error answer of the fake."""
+    """An HTTP error response of the fake."""
 
     def __init__(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(text)
@@ -212,8 +212,8 @@ class FakeSplunk:
     ) -> None:
         """Answer the next ``times`` requests whose path contains ``match`` with ``status`` after ``delay``.
 
-        With ``status`` None the request is served normally after the delay, which a client with a shorter
-        timeout sees as a timeout although the fake did the work.
+        With ``status`` None the request is served normally after the delay. A client with a shorter
+        timeout then gets a timeout although the fake did the work.
         """
         with self._lock:
             self._injections.append(Injection(status, delay, times, match, method, retry_after))

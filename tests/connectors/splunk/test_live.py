@@ -58,7 +58,7 @@ def sink() -> Iterator[SplunkSink]:
     client = SplunkClient(settings)
     client.delete(
         f"storage/collections/config/{settings.collection}",
-        what="removing the test collection",
+        operation="removing the test collection",
         owner=settings.owner,
         app=settings.app,
     )
@@ -67,7 +67,7 @@ def sink() -> Iterator[SplunkSink]:
 def stored_keys(sink: SplunkSink) -> set[str]:
     answer = sink.client.get_json(
         f"storage/collections/data/{sink.config.collection}",
-        what="reading the test collection",
+        operation="reading the test collection",
         owner=sink.config.owner,
         app=sink.config.app,
         fields="_key",
@@ -80,10 +80,10 @@ def test_live_push_update_delete(sink: SplunkSink) -> None:
     rows = many_rows(2500)
 
     first = sink.push(Changes(upserts=rows))
-    gone = sink.push(Changes(deletes=[DeliveredRow(r.key, r.type, r.value, r.digest) for r in rows[:1200]]))
+    removed = sink.push(Changes(deletes=[DeliveredRow(r.key, r.type, r.value, r.digest) for r in rows[:1200]]))
 
     assert len(first.written) == 2500
-    assert len(gone.deleted) == 1200
+    assert len(removed.deleted) == 1200
     assert stored_keys(sink) == {r.key for r in rows[1200:]}
 
 
@@ -93,7 +93,7 @@ def test_live_foreign_row_survives(sink: SplunkSink) -> None:
     sink.client.post_json(
         f"storage/collections/data/{sink.config.collection}",
         {"_key": "manual-entry", "value": "198.51.100.7"},
-        what="planting a foreign row",
+        operation="planting a foreign row",
         owner=sink.config.owner,
         app=sink.config.app,
     )

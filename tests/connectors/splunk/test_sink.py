@@ -216,7 +216,7 @@ def test_row_refused_alone_reported_failed(fake: FakeSplunk, make_sink: Callable
 
     result = make_sink().push(Changes(upserts=rows))
 
-    # The batch of 3 is refused, then its first half (1 row) alone, which is reported failed; the rest
+    # The batch of 3 is refused, then its first half (1 row) alone, which is reported failed. The rest
     # goes out in batches of that half's size and is stored.
     assert list(result.failed) == [rows[0].key]
     assert "HTTP 400" in result.failed[rows[0].key]
@@ -417,7 +417,7 @@ def test_503_gives_up_after_retries(fake: FakeSplunk, make_sink: Callable[..., S
 def test_timeout_is_transient(fake: FakeSplunk, make_sink: Callable[..., SplunkSink]) -> None:
     fake.inject(None, delay=1.0, match="batch_save", times=2)
 
-    with pytest.raises(TransientError, match="did not answer in time"):
+    with pytest.raises(TransientError, match="did not respond in time"):
         make_sink(timeout=0.3, retries=1).push(Changes(upserts=[make_row()]))
 
 
