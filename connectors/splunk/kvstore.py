@@ -4,7 +4,7 @@ REST facts relied on (Splunk REST API reference, "KV store endpoints"):
 
 - ``POST storage/collections/data/<c>/batch_save`` takes a JSON array and inserts or replaces each
   document by ``_key``. Over ``limits.conf [kvstore] max_documents_per_batch_save`` (1000 by default) or
-  ``max_size_per_batch_save_mb`` (50) it answers HTTP 400 "Request exceeds API limits".
+  ``max_size_per_batch_save_mb`` (50) it returns HTTP 400 "Request exceeds API limits".
 - ``GET storage/collections/data/<c>`` with ``query``, ``sort``, ``skip``, ``limit`` and ``fields`` returns a
   JSON array; rows past ``max_rows_per_query`` (50000) are dropped without any error.
 - ``DELETE storage/collections/data/<c>/<_key>`` removes one row; ``DELETE storage/collections/data/<c>``
@@ -51,8 +51,8 @@ class KvLimits:
 def read_limits(client: SplunkClient, *, owner: str, app: str) -> KvLimits:
     """Read ``configs/conf-limits/kvstore``; fall back to Splunk's defaults where the server hides it.
 
-    Splunk Cloud and accounts without ``admin_all_objects`` may answer 403 or 404 here; the defaults are
-    then used and an over-limit batch is still caught by the halving on HTTP 400.
+    Splunk Cloud and accounts without ``admin_all_objects`` may get 403 or 404 here. The defaults are then
+    used, and an over-limit batch is still caught by the halving on HTTP 400.
     """
     try:
         answer = client.get_json(
@@ -163,9 +163,9 @@ class KvCollection:
     def save(self, documents: list[dict[str, Any]]) -> SaveOutcome:
         """Insert or replace documents with as few ``batch_save`` requests as the limits allow.
 
-        Chunks are cut by document count and by encoded size. When splunkd still answers HTTP 400 (a lower
+        Chunks are cut by document count and by encoded size. When splunkd still returns HTTP 400 (a lower
         limit than the one read, or a size counted differently), the chunk is halved and both halves are
-        sent, and later chunks use the smaller count; a single document that is refused is reported failed.
+        sent, and later chunks use the smaller count. A single document that is rejected is reported failed.
         """
         outcome = SaveOutcome(saved=[], failed={})
         encoded: list[tuple[str, bytes]] = []
@@ -195,7 +195,7 @@ class KvCollection:
                 half = len(chunk) // 2
                 self.max_docs = min(self.max_docs, half)
                 logger.warning(
-                    "KV store collection %s refused a batch of %d rows (HTTP 400); retrying in batches of %d.",
+                    "KV store collection %s rejected a batch of %d rows (HTTP 400); retrying in batches of %d.",
                     self.name,
                     len(chunk),
                     half,
@@ -233,7 +233,7 @@ class KvCollection:
         logger.debug("Saved %d rows (%d bytes) to %s.", len(chunk), len(body), self.name)
 
     def delete_keys(self, keys: list[str]) -> SaveOutcome:
-        """Delete rows by ``_key``; keys that stixbridge did not write are refused, never sent.
+        """Delete rows by ``_key``; keys that stixbridge did not write are rejected and never sent.
 
         One key is deleted by its path; several by one query per group of keys that fits the URL budget.
         A key that is already absent counts as deleted.
@@ -288,7 +288,7 @@ class KvCollection:
     def _delete_many(self, keys: list[str]) -> None:
         if not keys:
             # An empty query would delete every row of the collection, ours and everyone else's.
-            raise ValueError("refusing to send a delete without keys")
+            raise ValueError("a delete by query needs at least one key; an empty query deletes every row")
         query = json.dumps({"$or": [{"_key": key} for key in keys]}, separators=(",", ":"))
         self.client.delete(
             self._data_path,
@@ -302,7 +302,7 @@ class KvCollection:
         """Yield the rows whose ``_key`` carries the stixbridge prefix, sorted by key, a page at a time.
 
         Pages use ``skip`` and ``limit`` with ``limit`` below the server's row cap, because splunkd drops
-        rows past the cap without saying so; a page shorter than ``limit`` ends the read.
+        rows past the cap without saying so. A page shorter than ``limit`` ends the read.
         """
         limit = min(self.read_page, max_rows_per_query - 1)
         query = json.dumps({"_key": {"$gte": KEY_PREFIX, "$lt": KEY_PREFIX[:-1] + chr(ord(KEY_PREFIX[-1]) + 1)}})
