@@ -22,6 +22,9 @@ from .sinks.base import Sink
 from .sources.base import Source
 from .store.sqlite import SqliteStore
 from .timeutil import utcnow
+from .trust.guard import GuardVerdict
+from .trust.layer import TrustLayer
+from .trust.review import APPLIED, REJECTED, close_review, last_cursor, review_source, set_status, staged_pages
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ EXIT_OK = 0
 EXIT_QUARANTINED = 1
 EXIT_CONFIG = 2
 EXIT_FAILED = 3
+EXIT_HELD = 4
 
 # Errors a connector may let through that mean "this source or sink failed", not "stixbridge is broken".
 CONNECTOR_ERRORS: tuple[type[BaseException], ...] = (StixbridgeError, OSError, requests.RequestException)
@@ -46,11 +50,15 @@ class RunSummary:
     pushed: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     quarantined: int = 0
+    held: list[str] = field(default_factory=list)
+    """Pulls held for review by the blast-radius guard, each as a sentence naming the review id."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def exit_code(self) -> int:
         if self.failures:
             return EXIT_FAILED
+        if self.held:
+            return EXIT_HELD
         if self.quarantined:
             return EXIT_QUARANTINED
         return EXIT_OK
@@ -69,8 +77,10 @@ class Engine:
         self.config = config
         self.store = store
         self.clock = clock
-        self.guards: list[Callable[[IndicatorRecord], QuarantineItem | None]] = []
-        """Checks run on every indicator before it is stored; a returned item quarantines it."""
+        self.trust = TrustLayer(config.trust, store)
+        self.guards: list[Callable[[IndicatorRecord], QuarantineItem | GuardVerdict | None]] = [self.trust.guard]
+        """Checks run on every indicator before it is stored: a returned item quarantines it, a verdict
+        says whether to keep the (changed) indicator and which single atoms to quarantine."""
 
     # -- pull ------------------------------------------------------------------------------------------
 
@@ -97,6 +107,11 @@ class Engine:
                 continue
             summary.pulled[entry.name] = counts
             summary.quarantined += counts["quarantined"]
+            if counts["held_for_review"]:
+                review_id = counts["held_for_review"]
+                summary.held.append(
+                    f"source {entry.name}: pull held for review {review_id}; see 'stixbridge review list'"
+                )
 
     def _pull_source(self, entry: ConnectorEntry) -> dict[str, int]:
         source = entry.connector
@@ -104,35 +119,62 @@ class Engine:
         cursor_name = f"source:{entry.name}"
         cursor = self.store.get_cursor(cursor_name)
         feed = FeedContext()
-        counts = {"objects": 0, "indicators": 0, "new": 0, "updated": 0, "unchanged": 0, "revoked": 0,
-                  "revived": 0, "other": 0, "quarantined": 0, "pages": 0}  # fmt: skip
+        counts = _pull_counts()
+        held = self.trust.open_review(entry.name)
+        if held is not None:
+            logger.warning("Source %s is not pulled: its last pull is held for review %d.", entry.name, held)
+            counts["held_for_review"] = held
+            return counts
         logger.info("Pulling source %s (%s).", entry.name, entry.kind)
+        self.trust.begin_pull()
         progress = Progress(f"pull {entry.name}")
 
-        for page in source.pull(cursor):
-            records, others, rejects = self._normalise_page(page.items, feed)
-            stats = self.store.ingest_page(
-                cursor_name, records, others, rejects, page.cursor, self.config.lifetimes(), self.clock()
-            )
-            counts["pages"] += 1
-            counts["objects"] += len(page.items)
-            counts["indicators"] += len(records)
-            counts["new"] += stats.new
-            counts["updated"] += stats.updated
-            counts["unchanged"] += stats.unchanged
-            counts["revoked"] += stats.revoked
-            counts["revived"] += stats.revived
-            counts["other"] += stats.other_objects
-            counts["quarantined"] += stats.quarantined
-            progress.advance(len(page.items))
+        if self.trust.needs_staging(entry.name):
+            # The blast-radius guard counts the whole pull before anything of it is stored.
+            stager = self.trust.stager(entry.name, self.clock(), self.config.engine.max_object_bytes)
+            for page in source.pull(cursor):
+                stager.stage(page)
+                progress.advance(len(page.items))
+            if self.trust.judge(stager):
+                counts["held_for_review"] = stager.review_id
+                progress.close()
+                return counts
+            for page in staged_pages(self.store, stager.review_id):
+                self._ingest_page(cursor_name, page.items, page.cursor, feed, counts)
+            close_review(self.store, stager.review_id, APPLIED, self.clock())
+        else:
+            for page in source.pull(cursor):
+                self._ingest_page(cursor_name, page.items, page.cursor, feed, counts)
+                progress.advance(len(page.items))
 
         progress.close()
+        counts["skipped_by_policy"] = sum(self.trust.guard.take_skipped(entry.name).values())
         logger.info(
             "Source %s done: %d objects, %d indicators (%d new, %d updated, %d unchanged), %d quarantined.",
             entry.name, counts["objects"], counts["indicators"], counts["new"], counts["updated"],
             counts["unchanged"], counts["quarantined"],
         )  # fmt: skip
         return counts
+
+    def _ingest_page(
+        self, cursor_name: str, items: list[Any], cursor: str | None, feed: FeedContext, counts: dict[str, int]
+    ) -> None:
+        """Normalise, guard and store one page with its cursor, adding to ``counts``."""
+        records, others, rejects = self._normalise_page(items, feed)
+        stats = self.store.ingest_page(
+            cursor_name, records, others, rejects, cursor, self.config.lifetimes(), self.clock()
+        )
+        self.trust.after_page(records, self.clock())
+        counts["pages"] += 1
+        counts["objects"] += len(items)
+        counts["indicators"] += len(records)
+        counts["new"] += stats.new
+        counts["updated"] += stats.updated
+        counts["unchanged"] += stats.unchanged
+        counts["revoked"] += stats.revoked
+        counts["revived"] += stats.revived
+        counts["other"] += stats.other_objects
+        counts["quarantined"] += stats.quarantined
 
     def _normalise_page(
         self, items: list[Any], feed: FeedContext
@@ -151,28 +193,38 @@ class Engine:
                 )
                 rejects.append(result.quarantine)
             elif result.indicator is not None:
-                rejected = self._guard(result.indicator)
-                if rejected is not None:
-                    rejects.append(rejected)
-                else:
+                keep, held = self._guard(result.indicator)
+                rejects.extend(held)
+                if keep:
                     records.append(result.indicator)
             elif result.other is not None:
                 others.append((result.other, item.provenance))
         return records, others, rejects
 
-    def _guard(self, record: IndicatorRecord) -> QuarantineItem | None:
+    def _guard(self, record: IndicatorRecord) -> tuple[bool, list[QuarantineItem]]:
+        """Return whether to store the record, and the quarantine items the guards made."""
+        held: list[QuarantineItem] = []
         for guard in self.guards:
-            rejected = guard(record)
-            if rejected is not None:
-                return rejected
-        return None
+            verdict = guard(record)
+            if verdict is None:
+                continue
+            if isinstance(verdict, GuardVerdict):
+                held.extend(verdict.quarantined)
+                if not verdict.keep:
+                    return False, held
+                continue
+            held.append(verdict)
+            return False, held
+        return True, held
 
     def ingest_items(self, source_name: str, items: list[Any]) -> dict[str, int]:
         """Normalise and store items fetched outside a pull (``refetch``); returns ingest counts."""
+        self.trust.begin_pull()
         records, others, rejects = self._normalise_page(items, FeedContext())
         stats = self.store.ingest_page(
             f"refetch:{source_name}", records, others, rejects, None, self.config.lifetimes(), self.clock()
         )
+        self.trust.after_page(records, self.clock())
         return {"new": stats.new, "updated": stats.updated, "unchanged": stats.unchanged,
                 "revived": stats.revived, "quarantined": stats.quarantined}  # fmt: skip
 
@@ -245,6 +297,50 @@ class Engine:
         )  # fmt: skip
         return counts
 
+    # -- reviews of held pulls --------------------------------------------------------------------------
+
+    def approve_review(self, review_id: int) -> dict[str, int]:
+        """Store a held pull's staged pages, in order and each with its cursor; return the ingest counts.
+
+        Raises:
+            StixbridgeError: there is no held review with that id.
+        """
+        source = self._held_review_source(review_id)
+        set_status(self.store, review_id, "approving")
+        self.trust.begin_pull()
+        counts = _pull_counts()
+        feed = FeedContext()
+        for page in staged_pages(self.store, review_id):
+            self._ingest_page(f"source:{source}", page.items, page.cursor, feed, counts)
+        close_review(self.store, review_id, APPLIED, self.clock())
+        logger.info("Review %d approved: the held pull of source %s is stored.", review_id, source)
+        return counts
+
+    def reject_review(self, review_id: int) -> str | None:
+        """Drop a held pull and move its source's cursor past it; return the new cursor.
+
+        Raises:
+            StixbridgeError: there is no held review with that id.
+        """
+        source = self._held_review_source(review_id)
+        cursor = last_cursor(self.store, review_id)
+        if cursor is not None:
+            self.store.db.execute(
+                "INSERT INTO cursors (name, cursor, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                (f"source:{source}", cursor, self.clock().timestamp()),
+            )
+        close_review(self.store, review_id, REJECTED, self.clock())
+        logger.warning("Review %d rejected: the held pull of source %s was dropped.", review_id, source)
+        return cursor
+
+    def _held_review_source(self, review_id: int) -> str:
+        found = review_source(self.store, review_id)
+        if found is None or found[1] not in ("held", "approving"):
+            state = "does not exist" if found is None else f"is {found[1]}"
+            raise StixbridgeError(f"review {review_id} {state}; see 'stixbridge review list' for held pulls")
+        return found[0]
+
     # -- the whole job ---------------------------------------------------------------------------------
 
     def sync(self) -> RunSummary:
@@ -254,6 +350,11 @@ class Engine:
         self.expire(summary)
         self.push(summary)
         return summary
+
+
+def _pull_counts() -> dict[str, int]:
+    return {"objects": 0, "indicators": 0, "new": 0, "updated": 0, "unchanged": 0, "revoked": 0, "revived": 0,
+            "other": 0, "quarantined": 0, "pages": 0, "skipped_by_policy": 0, "held_for_review": 0}  # fmt: skip
 
 
 def _fingerprint(entry: ConnectorEntry) -> str:

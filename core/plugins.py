@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from .connector import Connector
 from .errors import ConfigError, MissingExtraError
@@ -57,7 +58,7 @@ def load(role: str, kind: str) -> type[Connector]:
 _EXTRA_OF_KIND = {"taxii": "taxii", "splunk": "splunk", "elastic": "elastic", "misp": "misp"}
 
 
-def require(module: str, connector: str, extra: str) -> object:
+def require(module: str, connector: str, extra: str) -> Any:
     """Import and return an optional SDK module, or raise MissingExtraError naming the extra."""
     try:
         return importlib.import_module(module)

@@ -124,7 +124,7 @@ def _open_root(http: TaxiiHttp, settings: TaxiiConnectionSettings, version: str)
     client = _client_module(version)
     accept = TAXII_21 if version == "2.1" else TAXII_20
     connection = ClientConnection(http, accept)
-    exceptions = require("taxii2client.exceptions", "taxii", "taxii")
+    exceptions: Any = require("taxii2client.exceptions", "taxii", "taxii")
 
     try:
         root_url = _api_root_url(client, connection, http.owner, settings)
@@ -161,8 +161,9 @@ def _api_root_url(client: Any, connection: ClientConnection, owner: str, setting
         # url points at an API root, not at a discovery resource.
         return base
 
-    roots = [root.url for root in server.api_roots]
-    default = server.default.url if server.default is not None else None
+    # taxii2-client's TAXII 2.0 classes keep relative API root URLs as they are; resolve them here.
+    roots = [urljoin(base, root.url) for root in server.api_roots]
+    default = urljoin(base, server.default.url) if server.default is not None else None
     if default is not None:
         chosen = default
     elif len(roots) == 1:

@@ -266,8 +266,8 @@ class TaxiiPublisher(Connector):
         self._record_status(batch, status, result)
 
     def _status_from(self, root: ApiRootInfo, body: Any) -> Any:
-        client = require("taxii2client.v21" if root.version == "2.1" else "taxii2client.v20", "taxii", "taxii")
-        exceptions = require("taxii2client.exceptions", "taxii", "taxii")
+        client: Any = require("taxii2client.v21" if root.version == "2.1" else "taxii2client.v20", "taxii", "taxii")
+        exceptions: Any = require("taxii2client.exceptions", "taxii", "taxii")
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
             raise RemoteRejectedError(f"{self.owner}: the server's answer to the POST is not a status resource")
         try:

@@ -568,7 +568,7 @@ class SqliteStore(Store):
         self,
         atom: tuple[str, str],
         group: list[tuple[Any, ...]],
-        provenance: list[tuple[str, str, str]],
+        provenance: list[tuple[str, str, str, int | None]],
         writes: list[tuple[str, str, str, str, str]],
         removals: list[tuple[str, str]],
     ) -> None:

@@ -140,7 +140,7 @@ class Rules:
                 )
             )
         for special in NON_PUBLIC_NETWORKS:
-            if special.version == network.version and network.overlaps(special):  # type: ignore[arg-type]
+            if special.version == network.version and network.overlaps(special):
                 hits.append(RuleHit("non-public-address", f"{value} overlaps the non-public range {special}"))
                 break
         return hits

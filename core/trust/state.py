@@ -67,7 +67,7 @@ def conflicts(store: SqliteStore, limit: int = 20) -> dict[str, Any]:
         "WHERE COALESCE(NULLIF(i.created_by, ''), i.source) != COALESCE(NULLIF(r.created_by, ''), r.source) "
         "ORDER BY r.revoked_at DESC"
     )
-    examples = []
+    examples: list[Any] = []
     total = 0
     for row in store.db.execute(sql):
         total += 1

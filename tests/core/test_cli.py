@@ -66,7 +66,11 @@ def test_cli_sync_status_and_quarantine(tmp_path, capsys):
         tmp_path / "feed.json",
         [indicator(1, "[ipv4-addr:value = '198.51.100.1']"), indicator(2, "[ipv4-addr:value = ")],
     )
-    config = _config(tmp_path, f'[engine]\nstate = "s.db"\nlifetimes = {{ ipv4 = 0 }}\n[[sources]]\nname = "a"\nkind = "file"\npath = "{feed}"\n')
+    config = _config(
+        tmp_path,
+        f'[engine]\nstate = "s.db"\nlifetimes = {{ ipv4 = 0 }}\n[[sources]]\nname = "a"\nkind = "file"\npath = "{feed}"\n'
+        '[[trust.sources]]\nname = "a"\nallow = ["documentation"]\n',
+    )
     assert main(["--config", config, "-q", "sync"]) == 1
     capsys.readouterr()
     assert main(["--config", config, "--json", "status"]) == 0

@@ -52,6 +52,8 @@ def make_engine(tmp_path, feed, sink, clock=lambda: NOW):
         {
             "engine": {"state": "state.db", "lifetimes": {"default": 0, "ipv4": 0, "domain": 0, "url": 0}},
             "sources": [{"name": "feed", "kind": "file", "path": str(feed)}],
+            # The feeds use documentation values, which the trust guards hold by default.
+            "trust": {"sources": [{"name": "feed", "allow": ["documentation", "benign-hashes"]}]},
         },
         base_dir=tmp_path,
     )
@@ -165,6 +167,9 @@ def test_engine_pull_killed_midway_loses_nothing(tmp_path):
             kind = "file"
             path = "{tmp_path / 'feed'}"
             page_size = 50
+            [[trust.sources]]
+            name = "feed"
+            allow = ["documentation"]
             """
         ),
         encoding="utf-8",

@@ -1,0 +1,244 @@
+"""The blast-radius guard: a pull that would change too much of a source at once is held for review.
+
+When a source's live set is large enough to protect, its pull is first staged: each page's raw items and
+cursor go to ``review_pages`` while the change is counted (indicators added and removed, atoms retired).
+Within the limits the staged pages are stored at once, in order, each with its cursor. Beyond them the
+pull is held: nothing is stored, the source is not pulled again, and ``stixbridge review approve ID``
+stores the staged pages or ``stixbridge review reject ID`` drops them and moves the cursor past them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from ..model import Page, Provenance, RawItem
+from ..normalise import FeedContext, normalise_item
+from ..store.sqlite import SqliteStore
+from ..timeutil import format_timestamp, from_epoch
+
+logger = logging.getLogger(__name__)
+
+STAGING = "staging"
+HELD = "held"
+APPROVED = "approved"
+REJECTED = "rejected"
+APPLIED = "applied"
+OPEN_STATUSES = (HELD, "approving")
+
+_IN_CHUNK = 500
+
+
+@dataclass
+class ChangeCount:
+    """How much of a source one pull would change."""
+
+    live: int = 0
+    """Live and pending indicators of the source before the pull."""
+    added: int = 0
+    removed: int = 0
+    retired_atoms: int = 0
+
+    def over_limits(self, max_share: float, max_retired: int, min_live: int) -> str | None:
+        """Return why the change is too large, or None when it may be applied."""
+        if self.retired_atoms > max_retired:
+            return f"it would retire {self.retired_atoms} atoms, more than max_retired_atoms {max_retired}"
+        if self.live >= min_live and self.live:
+            for what, number in (("add", self.added), ("remove", self.removed)):
+                if number / self.live > max_share:
+                    return (
+                        f"it would {what} {number} indicators, {number / self.live:.0%} of the {self.live} live "
+                        f"ones, more than max_change_share {max_share:.0%}"
+                    )
+        return None
+
+
+def live_count(store: SqliteStore, source: str) -> int:
+    """Return the live and pending indicators last reported by a source."""
+    return int(store.db.execute("SELECT COUNT(*) FROM indicators WHERE source = ?", (source,)).fetchone()[0])
+
+
+def open_review(store: SqliteStore, source: str) -> int | None:
+    """Return the id of a held review of the source, or None."""
+    row = store.db.execute(
+        f"SELECT review_id FROM reviews WHERE source = ? AND status IN ({','.join('?' * len(OPEN_STATUSES))}) "
+        "ORDER BY review_id LIMIT 1",
+        (source, *OPEN_STATUSES),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+class Stager:
+    """Stages one pull of a source and counts what it would change.
+
+    Args:
+        store: the state store.
+        source: the source's name.
+        now: the run's time, which decides whether a ``valid_until`` has passed.
+        max_object_bytes: the engine's object size limit, so counting skips what ingest would reject.
+    """
+
+    def __init__(self, store: SqliteStore, source: str, now: datetime, max_object_bytes: int) -> None:
+        self.store = store
+        self.source = source
+        self.now = now
+        self.max_object_bytes = max_object_bytes
+        self.change = ChangeCount(live=live_count(store, source))
+        self._feed = FeedContext()
+        self._counted: set[str] = set()
+        self._drop_leftovers()
+        cursor = store.db.execute(
+            "INSERT INTO reviews (source, status, created) VALUES (?, ?, ?)", (source, STAGING, now.timestamp())
+        )
+        self.review_id = int(cursor.lastrowid or 0)
+        self._seq = 0
+
+    def _drop_leftovers(self) -> None:
+        """Remove pages of a staging that a crash interrupted; its source is pulled again from its cursor."""
+        stale = [row[0] for row in self.store.db.execute(
+            "SELECT review_id FROM reviews WHERE source = ? AND status = ?", (self.source, STAGING)
+        )]  # fmt: skip
+        for review_id in stale:
+            self.store.db.execute("DELETE FROM review_pages WHERE review_id = ?", (review_id,))
+            self.store.db.execute("DELETE FROM reviews WHERE review_id = ?", (review_id,))
+
+    def stage(self, page: Page) -> None:
+        """Keep one page for later and count its changes."""
+        self.store.db.execute(
+            "INSERT INTO review_pages (review_id, seq, cursor, items) VALUES (?, ?, ?, ?)",
+            (self.review_id, self._seq, page.cursor, json.dumps([_encode_item(i) for i in page.items])),
+        )
+        self._seq += 1
+        self._count(page.items)
+
+    def _count(self, items: list[RawItem]) -> None:
+        newest: dict[str, Any] = {}
+        for item in items:
+            result = normalise_item(item, self._feed, max_object_bytes=self.max_object_bytes)
+            record = result.indicator
+            if record is None or record.id in self._counted:
+                continue
+            held = newest.get(record.id)
+            if held is None or record.modified > held.modified:
+                newest[record.id] = record
+        if not newest:
+            return
+
+        stored = _stored_ids(self.store, list(newest))
+        for record_id, record in newest.items():
+            self._counted.add(record_id)
+            ended = record.revoked or (record.valid_until is not None and record.valid_until <= self.now)
+            if record_id in stored and ended:
+                self.change.removed += 1
+                self.change.retired_atoms += stored[record_id]
+            elif record_id not in stored and not ended:
+                self.change.added += 1
+
+    def finish(self, reason: str | None) -> None:
+        """Mark the staging held (with the reason) or ready to apply."""
+        status = HELD if reason else APPROVED
+        self.store.db.execute(
+            "UPDATE reviews SET status = ?, counts = ?, reason = ? WHERE review_id = ?",
+            (status, json.dumps(asdict(self.change)), reason, self.review_id),
+        )
+
+
+def staged_pages(store: SqliteStore, review_id: int) -> Iterator[Page]:
+    """Yield the staged pages of a review in the order they were pulled."""
+    seqs = [row[0] for row in store.db.execute(
+        "SELECT seq FROM review_pages WHERE review_id = ? ORDER BY seq", (review_id,)
+    )]  # fmt: skip
+    for seq in seqs:
+        cursor, items = store.db.execute(
+            "SELECT cursor, items FROM review_pages WHERE review_id = ? AND seq = ?", (review_id, seq)
+        ).fetchone()
+        yield Page([_decode_item(i) for i in json.loads(items)], cursor=cursor)
+
+
+def last_cursor(store: SqliteStore, review_id: int) -> str | None:
+    """Return the last cursor any staged page of a review carries."""
+    row = store.db.execute(
+        "SELECT cursor FROM review_pages WHERE review_id = ? AND cursor IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        (review_id,),
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def close_review(store: SqliteStore, review_id: int, status: str, now: datetime) -> None:
+    """Set the final status of a review and drop its staged pages."""
+    store.db.execute("BEGIN IMMEDIATE")
+    try:
+        store.db.execute("DELETE FROM review_pages WHERE review_id = ?", (review_id,))
+        store.db.execute(
+            "UPDATE reviews SET status = ?, decided = ? WHERE review_id = ?", (status, now.timestamp(), review_id)
+        )
+        store.db.execute("COMMIT")
+    except BaseException:
+        store.db.execute("ROLLBACK")
+        raise
+
+
+def set_status(store: SqliteStore, review_id: int, status: str) -> None:
+    """Set the status of a review."""
+    store.db.execute("UPDATE reviews SET status = ? WHERE review_id = ?", (status, review_id))
+
+
+def review_rows(store: SqliteStore, statuses: Iterable[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Return reviews, newest first, optionally only those with the given statuses."""
+    sql = "SELECT review_id, source, status, created, decided, counts, reason FROM reviews"
+    params: list[Any] = []
+    wanted = list(statuses or [])
+    if wanted:
+        sql += f" WHERE status IN ({','.join('?' * len(wanted))})"
+        params.extend(wanted)
+    sql += " ORDER BY review_id DESC LIMIT ?"
+    params.append(limit)
+    rows = []
+    for review_id, source, status, created, decided, counts, reason in store.db.execute(sql, params):
+        rows.append(
+            {
+                "review": review_id,
+                "source": source,
+                "status": status,
+                "created": format_timestamp(from_epoch(created)),
+                "decided": None if decided is None else format_timestamp(from_epoch(decided)),
+                "change": json.loads(counts) if counts else {},
+                "reason": reason,
+            }
+        )
+    return rows
+
+
+def review_source(store: SqliteStore, review_id: int) -> tuple[str, str] | None:
+    """Return (source, status) of a review, or None when there is no such review."""
+    row = store.db.execute("SELECT source, status FROM reviews WHERE review_id = ?", (review_id,)).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def _stored_ids(store: SqliteStore, ids: list[str]) -> dict[str, int]:
+    """Return stored indicator ids among ``ids`` with the number of their exact atoms."""
+    found: dict[str, int] = {}
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for indicator_id, atoms in store.db.execute(
+            f"SELECT i.id, (SELECT COUNT(*) FROM indicator_atoms a WHERE a.indicator_id = i.id AND a.role = 'exact') "
+            f"FROM indicators i WHERE i.id IN ({marks})",
+            chunk,
+        ):
+            found[indicator_id] = int(atoms)
+    return found
+
+
+def _encode_item(item: RawItem) -> list[Any]:
+    p = item.provenance
+    return [item.obj, p.source, p.collection, p.created_by, item.raw_text, item.error, item.size]
+
+
+def _decode_item(data: list[Any]) -> RawItem:
+    obj, source, collection, created_by, raw_text, error, size = data
+    return RawItem(obj, Provenance(source, collection, created_by), raw_text=raw_text, error=error, size=size)

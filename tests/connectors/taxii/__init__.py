@@ -1,0 +1,1 @@
+"""Tests of the TAXII source, publisher and local medallion server."""
