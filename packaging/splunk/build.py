@@ -7,7 +7,7 @@ Usage::
 
 The script copies ``packaging/splunk/TA-stixbridge`` (the app's ``default/``, ``README/``, ``metadata/``,
 views and the thin ``bin/stixbridge_sync.py``) and fills in the version. It builds a wheel of stixbridge
-and installs it with its ``taxii`` and ``splunk`` extras into ``bin/lib`` for Splunk's Python 3.13. Only
+and installs it with its ``taxii``, ``splunk`` and ``trust`` extras into ``bin/lib`` for Splunk's Python 3.13. Only
 pure-Python wheels are accepted, so the app runs on any CPU Splunk supports, and each library keeps its
 ``.dist-info``. Then it removes compiled files and script folders, sets file modes, and packs the folder.
 The build fails when a dependency has no pure-Python wheel or a compiled file slipped in.
@@ -73,7 +73,7 @@ def vendor_libraries(app: Path, work: Path) -> None:
             "--target", str(lib), "--no-compile",
             "--only-binary=:all:", "--platform", "any", "--implementation", "py", "--abi", "none",
             "--python-version", SPLUNK_PYTHON, "--ignore-requires-python",
-            f"stixbridge[taxii,splunk] @ {wheel.as_uri()}",
+            f"stixbridge[taxii,splunk,trust] @ {wheel.as_uri()}",
         ]
     )  # fmt: skip
     shutil.rmtree(lib / "bin", ignore_errors=True)

@@ -134,7 +134,7 @@ def test_vendored_libraries_are_pure_and_listed(built: dict[str, Path]) -> None:
     lib = built["app"] / "bin" / "lib"
     dist_infos = {p.name.split("-")[0].lower() for p in lib.glob("*.dist-info")}
 
-    assert {"stixbridge", "splunk_sdk", "tenacity", "taxii2_client", "stix2"} <= dist_infos
+    assert {"stixbridge", "splunk_sdk", "tenacity", "taxii2_client", "stix2", "pymispwarninglists"} <= dist_infos
     assert (lib / "stixbridge" / "connectors" / "splunk" / "modinput.py").exists()
     assert not [p for p in lib.rglob("*") if p.suffix in (".so", ".pyd", ".dll", ".pyc")]
     (sdk,) = lib.glob("splunk_sdk-*.dist-info")

@@ -51,6 +51,11 @@ name = "alliance"
 kind = "file"
 path = "{feed}"
 
+# The feed uses a documentation domain, which the trust guards hold by default.
+[[trust.sources]]
+name = "alliance"
+allow = ["documentation"]
+
 [[sinks]]
 name = "splunk"
 kind = "splunk"
