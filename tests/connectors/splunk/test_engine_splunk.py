@@ -55,6 +55,14 @@ username = "admin"
 password = {{ env = "STIXBRIDGE_TEST_FAKE_SPLUNK_PASSWORD" }}
 targets = ["app", "es"]
 retries = 1
+
+[[sightings]]
+name = "splunk-hits"
+kind = "splunk"
+url = "{url}"
+username = "admin"
+password = {{ env = "STIXBRIDGE_TEST_FAKE_SPLUNK_PASSWORD" }}
+mode = "es"
 """,
         encoding="utf-8",
     )
@@ -144,6 +152,8 @@ def test_cli_sync_and_config_check(config_path: Path, fake: FakeSplunk, capsys: 
     checked = capsys.readouterr().out
     assert fake.log == []
     assert "TA-stixbridge/stixbridge_intel" in checked
+    assert "splunk sightings 'splunk-hits'" in checked
+    assert PASSWORD not in checked
 
     assert main(["-c", str(config_path), "-q", "sync"]) == 0
     # The CLI runs on the real clock, past the IPv4 indicator's valid_until, so three atoms are live.
