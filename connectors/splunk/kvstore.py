@@ -35,6 +35,8 @@ from .settings import (
 logger = logging.getLogger(__name__)
 
 _MB = 1024 * 1024
+MAX_BISECT_REQUESTS = 64
+"""Extra requests one save may spend splitting batches to find documents splunkd rejects."""
 _JSON_ARRAY_OVERHEAD = 2  # the brackets around the documents
 
 
@@ -85,6 +87,11 @@ def read_limits(client: SplunkClient, *, owner: str, app: str) -> KvLimits:
         limits.max_rows_per_query,
     )
     return limits
+
+
+def _over_limit(exc: RemoteRejectedError) -> bool:
+    """Return True when an HTTP 400 of a batch save is splunkd's "Request exceeds API limits"."""
+    return "exceeds api limits" in str(exc).lower()
 
 
 def _positive_int(value: Any, default: int) -> int:
@@ -163,9 +170,11 @@ class KvCollection:
     def save(self, documents: list[dict[str, Any]]) -> SaveOutcome:
         """Insert or replace documents with as few ``batch_save`` requests as the limits allow.
 
-        Chunks are cut by document count and by encoded size. When splunkd still returns HTTP 400 (a lower
-        limit than the one read, or a size counted differently), the chunk is halved and both halves are
-        sent, and later chunks use the smaller count. A single document that is rejected is reported failed.
+        Chunks are cut by document count and by encoded size. When splunkd still returns HTTP 400 "Request
+        exceeds API limits" (a lower limit than the one read, or a size counted differently), the chunk is
+        halved, both halves are sent, and later chunks use the smaller count. Any other HTTP 400 means a
+        document was rejected: the chunk is split to find it, spending at most ``MAX_BISECT_REQUESTS``
+        extra requests, and the rows still rejected after that are reported failed with the reason.
         """
         outcome = SaveOutcome(saved=[], failed={})
         encoded: list[tuple[str, bytes]] = []
@@ -179,6 +188,7 @@ class KvCollection:
             encoded.append((document["_key"], body))
 
         pending = list(reversed(self._chunks(encoded)))
+        bisect_budget = MAX_BISECT_REQUESTS
         while pending:
             chunk = pending.pop()
             if len(chunk) > self.max_docs:
@@ -189,17 +199,29 @@ class KvCollection:
             except RemoteRejectedError as exc:
                 if exc.status != 400:
                     raise
-                if len(chunk) == 1:
-                    outcome.failed[chunk[0][0]] = str(exc)
+                if len(chunk) == 1 or (not _over_limit(exc) and bisect_budget <= 0):
+                    outcome.failed.update((key, str(exc)) for key, _ in chunk)
                     continue
                 half = len(chunk) // 2
-                self.max_docs = min(self.max_docs, half)
-                logger.warning(
-                    "KV store collection %s rejected a batch of %d rows (HTTP 400); retrying in batches of %d.",
-                    self.name,
-                    len(chunk),
-                    half,
-                )
+                if _over_limit(exc):
+                    # A lower limit than the one read: every later batch must be smaller too.
+                    self.max_docs = min(self.max_docs, half)
+                    logger.warning(
+                        "KV store collection %s rejected a batch of %d rows as over its limits; retrying in "
+                        "batches of %d.",
+                        self.name,
+                        len(chunk),
+                        half,
+                    )
+                else:
+                    # A bad document: split this batch only, to find it, within a bounded number of requests.
+                    bisect_budget -= 2
+                    logger.warning(
+                        "KV store collection %s rejected a batch of %d rows (%s); sending its halves apart.",
+                        self.name,
+                        len(chunk),
+                        exc,
+                    )
                 pending.append(chunk[half:])
                 pending.append(chunk[:half])
                 continue

@@ -223,6 +223,28 @@ def test_row_refused_alone_reported_failed(fake: FakeSplunk, make_sink: Callable
     assert result.written == [rows[1].key, rows[2].key]
 
 
+def test_rejected_document_keeps_batch_size(fake: FakeSplunk, make_sink: Callable[..., SplunkSink]) -> None:
+    fake.inject(400, match="batch_save", times=1)
+
+    result = make_sink().push(Changes(upserts=many_rows(2500)))
+
+    saves = fake.requests_to(method="POST", contains="batch_save")
+    assert len(result.written) == 2500
+    assert [r.status for r in saves] == [400, 200, 200, 200, 200]
+
+
+def test_rejected_documents_bounded_requests(fake: FakeSplunk, make_sink: Callable[..., SplunkSink]) -> None:
+    fake.inject(400, match="batch_save", times=100_000)
+    rows = many_rows(1000)
+
+    result = make_sink().push(Changes(upserts=rows))
+
+    saves = fake.requests_to(method="POST", contains="batch_save")
+    assert result.written == []
+    assert set(result.failed) == {r.key for r in rows}
+    assert len(saves) <= 1 + 64 + 2
+
+
 def test_deletes_remove_only_given_keys(fake: FakeSplunk, make_sink: Callable[..., SplunkSink]) -> None:
     sink = make_sink(targets=["app", "es"])
     rows = many_rows(400)
