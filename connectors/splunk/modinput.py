@@ -17,6 +17,7 @@ for each ``[stixbridge_sync://<name>]`` stanza. The input:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from splunklib.modularinput import Argument, Event, EventWriter, Scheme, Script
+from stixbridge.plugins import require
 
 APP_NAME = "TA-stixbridge"
 CREDENTIAL_REALM = APP_NAME
@@ -184,71 +185,79 @@ def status_event(stanza: str, config: Path, outcome: SyncOutcome) -> dict[str, A
     }
 
 
-class StixbridgeSyncInput(Script):
-    """The ``stixbridge_sync`` modular input kind."""
+@functools.cache
+def input_class() -> Any:
+    """Return the ``stixbridge_sync`` modular input class, built on splunk-sdk's ``Script``.
 
-    def get_scheme(self) -> Any:
-        """Describe the input and its arguments to Splunk (``--scheme``)."""
-        scheme = Scheme("stixbridge sync")
-        scheme.description = (
-            "Pulls STIX threat intelligence from the sources of a stixbridge configuration, expires what ran "
-            "out, and pushes the changes to the KV store and Enterprise Security."
-        )
-        scheme.use_external_validation = True
-        scheme.use_single_instance = False
+    The class is built on first use, so this module imports without splunk-sdk.
 
-        config = Argument("config_file")
-        config.title = "stixbridge configuration"
-        config.description = (
-            "Path of the stixbridge TOML configuration; a relative path starts at $SPLUNK_HOME/etc/apps/"
-            "TA-stixbridge/local."
-        )
-        config.data_type = Argument.data_type_string
-        config.required_on_create = True
-        scheme.add_argument(config)
+    Raises:
+        MissingExtraError: splunk-sdk is not installed.
+    """
+    sdk = require("splunklib.modularinput", "splunk", "splunk")
 
-        timeout = Argument("timeout")
-        timeout.title = "Time limit in seconds"
-        timeout.description = f"Seconds a sync may run before it is stopped (default {DEFAULT_TIMEOUT})."
-        timeout.data_type = Argument.data_type_number
-        timeout.required_on_create = False
-        scheme.add_argument(timeout)
-        return scheme
+    class StixbridgeSyncInput(sdk.Script):  # type: ignore[name-defined]
+        """The ``stixbridge_sync`` modular input kind."""
 
-    def validate_input(self, definition: Any) -> None:
-        """Reject a configuration path that does not name a readable TOML file, or a bad time limit."""
-        parameters = definition.parameters
-        check_config(resolve_config(str(parameters.get("config_file", ""))))
-        timeout = parameters.get("timeout")
-        if timeout not in (None, "") and not (str(timeout).isdigit() and int(timeout) > 0):
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-
-    def stream_events(self, inputs: Any, ew: Any) -> None:
-        """Run one sync per input stanza and write its log lines and status as events."""
-        session_key = inputs.metadata.get("session_key", "")
-        server_uri = inputs.metadata.get("server_uri", "")
-        for stanza, parameters in inputs.inputs.items():
-            config = resolve_config(str(parameters.get("config_file", "")))
-            timeout = float(parameters.get("timeout") or DEFAULT_TIMEOUT)
-            env = credentials_env(self.service)
-            env[SESSION_KEY_ENV] = session_key
-            env[SERVER_URI_ENV] = server_uri
-            ew.log(EventWriter.INFO, f"stixbridge sync started for {stanza} with {config}")
-
-            outcome = run_sync(config, env, timeout=timeout, lib=vendored_lib())
-            for line in outcome.log_lines:
-                ew.write_event(Event(data=line, stanza=stanza, sourcetype="stixbridge:log"))
-            ew.write_event(
-                Event(
-                    data=json.dumps(status_event(stanza, config, outcome), default=str),
-                    stanza=stanza,
-                    sourcetype="stixbridge:status",
-                )
+        def get_scheme(self) -> Any:
+            """Describe the input and its arguments to Splunk (``--scheme``)."""
+            scheme = sdk.Scheme("stixbridge sync")
+            scheme.description = (
+                "Pulls STIX threat intelligence from the sources of a stixbridge configuration, expires what "
+                "ran out, and pushes the changes to the KV store and Enterprise Security."
             )
-            level = EventWriter.INFO if outcome.exit_code in (0, 1) else EventWriter.ERROR
-            ew.log(level, f"stixbridge sync for {stanza} ended: {outcome.status} in {outcome.seconds:.1f} s")
+            scheme.use_external_validation = True
+            scheme.use_single_instance = False
+
+            config = sdk.Argument("config_file")
+            config.title = "stixbridge configuration"
+            config.description = (
+                "Path of the stixbridge TOML configuration; a relative path starts at $SPLUNK_HOME/etc/apps/"
+                "TA-stixbridge/local."
+            )
+            config.data_type = sdk.Argument.data_type_string
+            config.required_on_create = True
+            scheme.add_argument(config)
+
+            timeout = sdk.Argument("timeout")
+            timeout.title = "Time limit in seconds"
+            timeout.description = f"Seconds a sync may run before it is stopped (default {DEFAULT_TIMEOUT})."
+            timeout.data_type = sdk.Argument.data_type_number
+            timeout.required_on_create = False
+            scheme.add_argument(timeout)
+            return scheme
+
+        def validate_input(self, definition: Any) -> None:
+            """Reject a configuration path that does not name a readable TOML file, or a bad time limit."""
+            parameters = definition.parameters
+            check_config(resolve_config(str(parameters.get("config_file", ""))))
+            timeout = parameters.get("timeout")
+            if timeout not in (None, "") and not (str(timeout).isdigit() and int(timeout) > 0):
+                raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+        def stream_events(self, inputs: Any, ew: Any) -> None:
+            """Run one sync per input stanza and write its log lines and status as events."""
+            session_key = inputs.metadata.get("session_key", "")
+            server_uri = inputs.metadata.get("server_uri", "")
+            for stanza, parameters in inputs.inputs.items():
+                config = resolve_config(str(parameters.get("config_file", "")))
+                timeout = float(parameters.get("timeout") or DEFAULT_TIMEOUT)
+                env = credentials_env(self.service)
+                env[SESSION_KEY_ENV] = session_key
+                env[SERVER_URI_ENV] = server_uri
+                ew.log(sdk.EventWriter.INFO, f"stixbridge sync started for {stanza} with {config}")
+
+                outcome = run_sync(config, env, timeout=timeout, lib=vendored_lib())
+                for line in outcome.log_lines:
+                    ew.write_event(sdk.Event(data=line, stanza=stanza, sourcetype="stixbridge:log"))
+                status = json.dumps(status_event(stanza, config, outcome), default=str)
+                ew.write_event(sdk.Event(data=status, stanza=stanza, sourcetype="stixbridge:status"))
+                level = sdk.EventWriter.INFO if outcome.exit_code in (0, 1) else sdk.EventWriter.ERROR
+                ew.log(level, f"stixbridge sync for {stanza} ended: {outcome.status} in {outcome.seconds:.1f} s")
+
+    return StixbridgeSyncInput
 
 
 def main() -> int:
     """Run the modular input as Splunk calls it (``--scheme``, ``--validate-arguments`` or a run)."""
-    return int(StixbridgeSyncInput().run(sys.argv))
+    return int(input_class()().run(sys.argv))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -14,10 +16,10 @@ from splunklib.modularinput import EventWriter
 
 from stixbridge.connectors.splunk.modinput import (
     SESSION_KEY_ENV,
-    StixbridgeSyncInput,
     SyncOutcome,
     check_config,
     credentials_env,
+    input_class,
     resolve_config,
     run_sync,
     status_event,
@@ -69,7 +71,7 @@ session_key = {{ env = "{SESSION_KEY_ENV}" }}
 
 def run_script(args: list[str], stdin: str = "") -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = StixbridgeSyncInput().run_script(args, EventWriter(output=out, error=err), io.StringIO(stdin))
+    code = input_class()().run_script(args, EventWriter(output=out, error=err), io.StringIO(stdin))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -198,3 +200,24 @@ def test_status_event_counts_sinks() -> None:
     assert (event["written"], event["deleted"], event["failed"]) == (5, 1, 4)
     assert event["status"] == "failed"
     assert event["error"] == "sink b failed"
+
+
+def test_modules_import_without_sdk() -> None:
+    code = """
+import sys
+for name in ("splunklib", "splunklib.binding", "splunklib.client", "splunklib.modularinput", "splunklib.results"):
+    sys.modules[name] = None
+import stixbridge.connectors.splunk.modinput as modinput
+import stixbridge.connectors.splunk.sightings
+import stixbridge.connectors.splunk.sink
+from stixbridge.errors import MissingExtraError
+try:
+    modinput.input_class()
+except MissingExtraError as exc:
+    print(exc)
+"""
+
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+
+    assert completed.returncode == 0, completed.stderr
+    assert "pip install 'stixbridge[splunk]'" in completed.stdout
