@@ -30,6 +30,8 @@ SPLUNK_PYTHON = "3.13"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 TEMPLATE = HERE / APP_ID
+SOURCE_FILES = ("pyproject.toml", "README.md", "core", "connectors")
+"""What the stixbridge wheel is built from."""
 COMPILED_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib", ".exe")
 
 
@@ -62,8 +64,16 @@ def copy_template(app: Path, version: str) -> None:
 
 def vendor_libraries(app: Path, work: Path) -> None:
     """Install stixbridge and its dependencies into ``bin/lib`` for Splunk's Python, pure wheels only."""
+    # Build from a clean copy, so no stale build/ folder of the checkout ends up in the wheel.
+    source = work / "source"
+    source.mkdir()
+    for name in SOURCE_FILES:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(REPO / name, source / name)
     wheels = work / "wheels"
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(REPO)])
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(source)])
     (wheel,) = wheels.glob("stixbridge-*.whl")
 
     lib = app / "bin" / "lib"
