@@ -4,7 +4,7 @@ REST facts relied on (Splunk REST API reference, "KV store endpoints"):
 
 - ``POST storage/collections/data/<c>/batch_save`` takes a JSON array and inserts or replaces each
   document by ``_key``. Over ``limits.conf [kvstore] max_documents_per_batch_save`` (1000 by default) or
-  ``max_size_per_batch_save_mb`` (50) it answers HTTP 400 "Request exceeds API limits".
+  ``max_size_per_batch_save_mb`` (50) it returns HTTP 400 "Request exceeds API limits".
 - ``GET storage/collections/data/<c>`` with ``query``, ``sort``, ``skip``, ``limit`` and ``fields`` returns a
   JSON array; rows past ``max_rows_per_query`` (50000) are dropped without any error.
 - ``DELETE storage/collections/data/<c>/<_key>`` removes one row; ``DELETE storage/collections/data/<c>``
@@ -35,6 +35,8 @@ from .settings import (
 logger = logging.getLogger(__name__)
 
 _MB = 1024 * 1024
+MAX_BISECT_REQUESTS = 64
+"""Extra requests one save may spend splitting batches to find documents splunkd rejects."""
 _JSON_ARRAY_OVERHEAD = 2  # the brackets around the documents
 
 
@@ -51,12 +53,12 @@ class KvLimits:
 def read_limits(client: SplunkClient, *, owner: str, app: str) -> KvLimits:
     """Read ``configs/conf-limits/kvstore``; fall back to Splunk's defaults where the server hides it.
 
-    Splunk Cloud and accounts without ``admin_all_objects`` may answer 403 or 404 here; the defaults are
-    then used and an over-limit batch is still caught by the halving on HTTP 400.
+    Splunk Cloud and accounts without ``admin_all_objects`` may get 403 or 404 here. The defaults are then
+    used, and an over-limit batch is still caught by the halving on HTTP 400.
     """
     try:
         answer = client.get_json(
-            "configs/conf-limits/kvstore", what="reading the KV store limits", owner=owner, app=app
+            "configs/conf-limits/kvstore", operation="reading the KV store limits", owner=owner, app=app
         )
     except RemoteRejectedError as exc:
         if exc.status not in (403, 404):
@@ -85,6 +87,11 @@ def read_limits(client: SplunkClient, *, owner: str, app: str) -> KvLimits:
         limits.max_rows_per_query,
     )
     return limits
+
+
+def _over_limit(exc: RemoteRejectedError) -> bool:
+    """Return True when an HTTP 400 of a batch save is splunkd's "Request exceeds API limits"."""
+    return "exceeds api limits" in str(exc).lower()
 
 
 def _positive_int(value: Any, default: int) -> int:
@@ -136,7 +143,7 @@ class KvCollection:
         try:
             self.client.get_json(
                 f"storage/collections/config/{quote(self.name, safe='')}",
-                what=f"checking KV store collection {self.name!r} in app {self.app!r}",
+                operation=f"checking KV store collection {self.name!r} in app {self.app!r}",
                 owner=self.owner,
                 app=self.app,
             )
@@ -153,7 +160,7 @@ class KvCollection:
         form.update({f"accelerated_fields.{name}": json.dumps(spec) for name, spec in accelerations.items()})
         self.client.post_form(
             "storage/collections/config",
-            what=f"creating KV store collection {self.name!r} in app {self.app!r}",
+            operation=f"creating KV store collection {self.name!r} in app {self.app!r}",
             owner=self.owner,
             app=self.app,
             **form,
@@ -163,9 +170,11 @@ class KvCollection:
     def save(self, documents: list[dict[str, Any]]) -> SaveOutcome:
         """Insert or replace documents with as few ``batch_save`` requests as the limits allow.
 
-        Chunks are cut by document count and by encoded size. When splunkd still answers HTTP 400 (a lower
-        limit than the one read, or a size counted differently), the chunk is halved and both halves are
-        sent, and later chunks use the smaller count; a single document that is refused is reported failed.
+        Chunks are cut by document count and by encoded size. When splunkd still returns HTTP 400 "Request
+        exceeds API limits" (a lower limit than the one read, or a size counted differently), the chunk is
+        halved, both halves are sent, and later chunks use the smaller count. Any other HTTP 400 means a
+        document was rejected: the chunk is split to find it, spending at most ``MAX_BISECT_REQUESTS``
+        extra requests, and the rows still rejected after that are reported failed with the reason.
         """
         outcome = SaveOutcome(saved=[], failed={})
         encoded: list[tuple[str, bytes]] = []
@@ -179,6 +188,7 @@ class KvCollection:
             encoded.append((document["_key"], body))
 
         pending = list(reversed(self._chunks(encoded)))
+        bisect_budget = MAX_BISECT_REQUESTS
         while pending:
             chunk = pending.pop()
             if len(chunk) > self.max_docs:
@@ -189,17 +199,29 @@ class KvCollection:
             except RemoteRejectedError as exc:
                 if exc.status != 400:
                     raise
-                if len(chunk) == 1:
-                    outcome.failed[chunk[0][0]] = str(exc)
+                if len(chunk) == 1 or (not _over_limit(exc) and bisect_budget <= 0):
+                    outcome.failed.update((key, str(exc)) for key, _ in chunk)
                     continue
                 half = len(chunk) // 2
-                self.max_docs = min(self.max_docs, half)
-                logger.warning(
-                    "KV store collection %s refused a batch of %d rows (HTTP 400); retrying in batches of %d.",
-                    self.name,
-                    len(chunk),
-                    half,
-                )
+                if _over_limit(exc):
+                    # A lower limit than the one read: every later batch must be smaller too.
+                    self.max_docs = min(self.max_docs, half)
+                    logger.warning(
+                        "KV store collection %s rejected a batch of %d rows as over its limits; retrying in "
+                        "batches of %d.",
+                        self.name,
+                        len(chunk),
+                        half,
+                    )
+                else:
+                    # A bad document: split this batch only, to find it, within a bounded number of requests.
+                    bisect_budget -= 2
+                    logger.warning(
+                        "KV store collection %s rejected a batch of %d rows (%s); sending its halves apart.",
+                        self.name,
+                        len(chunk),
+                        exc,
+                    )
                 pending.append(chunk[half:])
                 pending.append(chunk[:half])
                 continue
@@ -226,14 +248,14 @@ class KvCollection:
         self.client.post_bytes(
             f"{self._data_path}/batch_save",
             body,
-            what=f"saving {len(chunk)} rows to KV store collection {self.name!r}",
+            operation=f"saving {len(chunk)} rows to KV store collection {self.name!r}",
             owner=self.owner,
             app=self.app,
         )
         logger.debug("Saved %d rows (%d bytes) to %s.", len(chunk), len(body), self.name)
 
     def delete_keys(self, keys: list[str]) -> SaveOutcome:
-        """Delete rows by ``_key``; keys that stixbridge did not write are refused, never sent.
+        """Delete rows by ``_key``; keys that stixbridge did not write are rejected and never sent.
 
         One key is deleted by its path; several by one query per group of keys that fits the URL budget.
         A key that is already absent counts as deleted.
@@ -276,7 +298,7 @@ class KvCollection:
         try:
             self.client.delete(
                 f"{self._data_path}/{quote(key, safe='')}",
-                what=f"deleting row {key} from KV store collection {self.name!r}",
+                operation=f"deleting row {key} from KV store collection {self.name!r}",
                 owner=self.owner,
                 app=self.app,
             )
@@ -288,11 +310,11 @@ class KvCollection:
     def _delete_many(self, keys: list[str]) -> None:
         if not keys:
             # An empty query would delete every row of the collection, ours and everyone else's.
-            raise ValueError("refusing to send a delete without keys")
+            raise ValueError("a delete by query needs at least one key; an empty query deletes every row")
         query = json.dumps({"$or": [{"_key": key} for key in keys]}, separators=(",", ":"))
         self.client.delete(
             self._data_path,
-            what=f"deleting {len(keys)} rows from KV store collection {self.name!r}",
+            operation=f"deleting {len(keys)} rows from KV store collection {self.name!r}",
             owner=self.owner,
             app=self.app,
             query=query,
@@ -302,7 +324,7 @@ class KvCollection:
         """Yield the rows whose ``_key`` carries the stixbridge prefix, sorted by key, a page at a time.
 
         Pages use ``skip`` and ``limit`` with ``limit`` below the server's row cap, because splunkd drops
-        rows past the cap without saying so; a page shorter than ``limit`` ends the read.
+        rows past the cap without saying so. A page shorter than ``limit`` ends the read.
         """
         limit = min(self.read_page, max_rows_per_query - 1)
         query = json.dumps({"_key": {"$gte": KEY_PREFIX, "$lt": KEY_PREFIX[:-1] + chr(ord(KEY_PREFIX[-1]) + 1)}})
@@ -310,7 +332,7 @@ class KvCollection:
         while True:
             page = self.client.get_json(
                 self._data_path,
-                what=f"reading rows {skip}-{skip + limit} of KV store collection {self.name!r}",
+                operation=f"reading rows {skip}-{skip + limit} of KV store collection {self.name!r}",
                 owner=self.owner,
                 app=self.app,
                 query=query,

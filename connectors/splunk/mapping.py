@@ -2,12 +2,14 @@
 
 The ES fields, the types ES cannot hold, the lower-casing rules and the registry-key spellings come from
 :mod:`stixbridge.sinks.mapping`, the tables the ``splunk-csv`` sink uses too, so a row looks the same in a
-CSV lookup and in the KV store, under the same ``_key``. In short: Enterprise Security has no
-``domain_intel``, so domains go to ``ip_intel.domain``; fuzzy hashes, certificate fingerprints, mutexes
-and AS numbers have no ES field and are left out of ES; values are stored in lower case for every type
-whose meaning ignores case (IPv6, domains, hashes, email addresses, Windows names and paths), and URLs
-lower only their scheme and host; a registry key gets one row per hive spelling (``HKEY_LOCAL_MACHINE``,
-``HKLM``, ``\\REGISTRY\\MACHINE``) under the keys ``<key>``, ``<key>-1``, ``<key>-2``.
+CSV lookup and in the KV store, under the same ``_key``. In short:
+
+- Enterprise Security has no ``domain_intel``, so domains go to ``ip_intel.domain``.
+- Fuzzy hashes, certificate fingerprints, mutexes and AS numbers have no ES field and are left out of ES.
+- Values are stored in lower case for every type whose meaning ignores case (IPv6, domains, hashes, email
+  addresses, Windows names and paths). URLs lower only their scheme and host.
+- A registry key gets one row per hive spelling (``HKEY_LOCAL_MACHINE``, ``HKLM``,
+  ``\\REGISTRY\\MACHINE``) under the keys ``<key>``, ``<key>-1``, ``<key>-2``.
 
 The app collection ``stixbridge_intel`` holds every atom type with the same values, plus the atom
 ``type`` that its lookup definitions filter on (exact match without case, exact match with case for
@@ -72,7 +74,7 @@ class Placement:
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    """Where a delivered row's document sits, for deleting it."""
+    """Location of a delivered row's document, used to delete it."""
 
     row_key: str
     app: str
@@ -135,7 +137,7 @@ def app_places(row: AtomRow, app: str, collection: str) -> list[Placement]:
 
 
 def es_locations(row: DeliveredRow, es_app: str) -> list[Location]:
-    """Return where ES holds a delivered row, or nothing when ES never got its type."""
+    """Return the ES locations of a delivered row, or none when ES never got its type."""
     target = ES_COLLECTIONS.get(row.type)
     if target is None:
         return []
@@ -143,7 +145,7 @@ def es_locations(row: DeliveredRow, es_app: str) -> list[Location]:
 
 
 def app_locations(row: DeliveredRow, app: str, collection: str) -> list[Location]:
-    """Return where the app collection holds a delivered row."""
+    """Return the app-collection locations of a delivered row."""
     return [Location(row.key, app, collection, key) for key, _ in spelled_keys(row.key, row.type, row.value)]
 
 
@@ -155,8 +157,8 @@ def es_skip_reason(atom_type: str) -> str:
 def is_our_key(key: str) -> bool:
     """Return True for keys stixbridge writes: the prefix, then lower-case hex and hyphens only.
 
-    A key with ``/`` can be inserted into the KV store but never updated or deleted by key, and a key
-    without the prefix belongs to someone else; neither is ever written or deleted.
+    A key with ``/`` can be inserted into the KV store but never updated or deleted by key. A key without
+    the prefix belongs to someone else. The sink writes and deletes neither.
     """
     if not key.startswith(KEY_PREFIX) or len(key) <= len(KEY_PREFIX):
         return False

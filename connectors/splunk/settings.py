@@ -51,8 +51,11 @@ class SplunkConnectionSettings(Settings):
     verify_tls: bool = True
     ca_bundle: str = ""
     """PEM file of the CAs that signed splunkd's certificate; empty uses the system store."""
+    tls_hostname: str = ""
+    """Name to expect in splunkd's certificate when it differs from the URL's host; Splunk's default
+    certificate is issued to ``SplunkServerDefaultCert``."""
     timeout: float = 30.0
-    """Seconds to wait for a connection or for the next bytes of an answer."""
+    """Seconds to wait for a connection or for the next bytes of a response."""
     retries: int = 3
     """How many times a request that failed for a transient reason (503, timeout) is sent again."""
     owner: str = "nobody"
@@ -84,6 +87,11 @@ class SplunkConnectionSettings(Settings):
             raise ConfigError(f"{where}.timeout must be a positive number of seconds, got {self.timeout}")
         if not 0 <= self.retries <= 10:
             raise ConfigError(f"{where}.retries must be between 0 and 10, got {self.retries}", key=f"{where}.retries")
+        if self.tls_hostname and not self.verify_tls:
+            raise ConfigError(
+                f"{where} sets tls_hostname but verify_tls = false, so the name would not be checked; remove one",
+                key=f"{where}.tls_hostname",
+            )
         if self.ca_bundle and not self.verify_tls:
             raise ConfigError(
                 f"{where} sets ca_bundle but verify_tls = false, so the bundle would be ignored; remove one",

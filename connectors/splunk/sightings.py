@@ -9,7 +9,7 @@ out.
 
 Each read searches a closed time range: from the cursor (or ``lookback_days`` ago) up to ``lag_seconds``
 before now, so events still being indexed are read next time. The cursor is the ``_time`` of the last hit
-read, in milliseconds, with the ids of the hits at that instant; the next search starts at that instant
+read, in milliseconds, with the ids of the hits at that instant. The next search starts at that instant
 and skips those ids, so each hit is read once even when several share a timestamp.
 """
 
@@ -64,7 +64,7 @@ _ATOM_TYPES = frozenset(
 
 @dataclass
 class ReadCursor:
-    """Where the previous read stopped: a time in epoch milliseconds and the hit ids at that time."""
+    """Position of the previous read: a time in epoch milliseconds and the hit ids at that time."""
 
     millis: int
     ids: set[str] = field(default_factory=set)
@@ -102,7 +102,7 @@ class SplunkSightingsReader(SightingsReader):
         self.client = SplunkClient(settings, connector="splunk")
 
     def describe(self) -> str:
-        """Return one line naming the server and what is searched."""
+        """Return one line naming the server and the search."""
         return f"splunk sightings {self.name!r}: {self.search_text()} at {self.config.url} ({self.config.search_mode})"
 
     def close(self) -> None:
@@ -214,7 +214,7 @@ class SplunkSightingsReader(SightingsReader):
                 elif isinstance(item, dict) and not reader.is_preview:
                     yield item
         except (OSError, ValueError) as exc:
-            raise translate_error(exc, what="reading search results", url=self.config.url + "/" + path) from exc
+            raise translate_error(exc, operation="reading search results", url=self.config.url + "/" + path) from exc
 
     def _record(self, result: dict[str, Any]) -> tuple[SightingRecord, int] | None:
         key = _text(result.get("threat_collection_key"))
@@ -272,7 +272,7 @@ def _raise_on_error(message: Any, path: str) -> None:
     kind = str(getattr(message, "type", "")).upper()
     text = str(getattr(message, "message", ""))
     if kind in ("ERROR", "FATAL"):
-        raise RemoteRejectedError(f"Splunk search failed ({path}): {text}")
+        raise RemoteRejectedError(f"Splunk search failed ({path}): {text}; check the search in Splunk's job inspector")
     logger.debug("Splunk search message %s: %s", kind, text)
 
 

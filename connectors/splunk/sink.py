@@ -1,7 +1,7 @@
 """The ``splunk`` sink: live atoms into KV store collections, ES threat intel and the app's own.
 
 Only changes travel. The engine hands :meth:`SplunkSink.push` the rows that are new or changed and the
-rows to delete; upserts go out in ``batch_save`` requests cut to the server's limits, deletes by ``_key``.
+rows to delete. Upserts go out in ``batch_save`` requests cut to the server's limits, and deletes by ``_key``.
 Nothing is sent while nothing changed, not even a login. Rows whose ``_key`` lacks the ``stixbridge-``
 prefix are never written or deleted, so other threat sources in the same collections are safe.
 """
@@ -42,10 +42,10 @@ logger = logging.getLogger(__name__)
 class SplunkSink(Sink):
     """Writes atom rows to the KV store of a Splunk search head over its REST API.
 
-    Targets: ``app`` is the collection ``stixbridge_intel`` of the app ``TA-stixbridge`` (every atom type,
-    with lookup definitions over it); ``es`` is Enterprise Security's ``ip_intel``, ``http_intel``,
-    ``file_intel`` and the other ``*_intel`` collections of ``DA-ESS-ThreatIntelligence``. A row goes to one
-    collection per target, as one document (a registry key as one per hive spelling).
+    Targets: ``app`` is the collection ``stixbridge_intel`` of the app ``TA-stixbridge``, which takes every
+    atom type and has lookup definitions over it. ``es`` is Enterprise Security's ``ip_intel``,
+    ``http_intel``, ``file_intel`` and the other ``*_intel`` collections of ``DA-ESS-ThreatIntelligence``.
+    A row goes to one collection per target, as one document (a registry key as one per hive spelling).
 
     When a push carries more upserts for one collection than ``read_page`` (a first load, or a store that
     was lost), the sink first reads the keys and digests already there and skips identical rows, so a
@@ -54,9 +54,9 @@ class SplunkSink(Sink):
 
     kind: ClassVar[str] = "splunk"
     settings_class: ClassVar[type[Settings]] = SplunkSinkSettings
-    # Each push ends with a partial batch per collection, so larger pushes need fewer requests; 20000
-    # rows keep one push's documents to a few tens of megabytes.
-    batch_size: ClassVar[int] = 20_000
+    # Each push ends with a partial batch per collection, so fewer, larger pushes need fewer requests:
+    # 100,000 rows into four ES collections take at most 100 + 2 * 4 batch saves.
+    batch_size: ClassVar[int] = 50_000
 
     def __init__(self, name: str, settings: Settings, context: ConnectorContext) -> None:
         super().__init__(name, settings, context)
@@ -94,7 +94,7 @@ class SplunkSink(Sink):
         """Write ``changes.upserts`` and delete ``changes.deletes`` in every target.
 
         A row counts as written only when every target stored it, and as deleted only when every target
-        removed it; otherwise its key is reported failed with the reason, and the engine sends it again.
+        removed it. Otherwise its key is reported failed with the reason, so the engine sends it again.
         """
         result = PushResult()
         if not changes:
@@ -211,7 +211,7 @@ class SplunkSink(Sink):
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Split documents into those to send and the keys already stored with the same digest."""
         # Reading costs one request per read_page rows and writing one per batch of max_docs rows, so the
-        # read pays off only for large pushes; small pushes write straight away.
+        # read pays off only for large pushes. Small pushes write straight away.
         place = (collection.app, collection.name)
         if place not in self._stored and len(documents) <= collection.read_page:
             return documents, []

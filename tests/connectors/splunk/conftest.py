@@ -78,7 +78,7 @@ def many_rows(count: int, *, atom_type: str = "ipv4", tag: str = "") -> list[Ato
 
 
 class Clock:
-    """A clock that stands still until a test moves it."""
+    """A clock fixed at one time until a test moves it."""
 
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -95,7 +95,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def context(clock: Clock) -> ConnectorContext:
-    """A connector context whose clock stands still at NOW until a test moves it."""
+    """A connector context whose clock is fixed at NOW until a test moves it."""
     return ConnectorContext(base_dir=Path("."), clock=clock)
 
 

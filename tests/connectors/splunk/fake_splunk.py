@@ -1,6 +1,6 @@
 """A fake splunkd: a strict in-memory stand-in for the REST endpoints the Splunk connectors use.
 
-It is a fake, not Splunk. It listens on 127.0.0.1 over plain HTTP and answers the way the Splunk REST API
+It is a fake, not Splunk. It listens on 127.0.0.1 over plain HTTP (HTTPS with a test certificate) and responds the way the Splunk REST API
 reference describes, so the real splunk-sdk client can drive it:
 
 - ``POST /services/auth/login`` returns a session key (XML, or JSON with ``output_mode=json``); every other
@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import ssl
 import threading
 import time
 import uuid
@@ -69,7 +70,7 @@ class RequestRecord:
 
 @dataclass
 class Injection:
-    """A failure to answer the next ``times`` requests matching ``match`` and ``method`` with."""
+    """A failure injected into the next ``times`` requests that match ``match`` and ``method``."""
 
     status: int | None
     delay: float = 0.0
@@ -89,7 +90,7 @@ class Job:
 
 
 class FakeSplunkError(Exception):
-    """An HTTP error answer of the fake."""
+    """An HTTP error response of the fake."""
 
     def __init__(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(text)
@@ -113,6 +114,8 @@ class FakeSplunk:
     indexes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     passwords: dict[tuple[str, str], str] = field(default_factory=dict)
     log: list[RequestRecord] = field(default_factory=list)
+    certificate: tuple[str, str] | None = None
+    """PEM certificate chain and key files; when set, the fake speaks HTTPS instead of HTTP."""
 
     def __post_init__(self) -> None:
         self._sessions: set[str] = set()
@@ -130,6 +133,10 @@ class FakeSplunk:
         handler = type("BoundHandler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        if self.certificate is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.certificate)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-splunk", daemon=True)
         self._thread.start()
         return self
@@ -151,7 +158,8 @@ class FakeSplunk:
     def url(self) -> str:
         """Base URL of the fake's management port."""
         assert self._server is not None, "start the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self.certificate else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     # Setup and inspection -------------------------------------------------------------------------------
 
@@ -204,8 +212,8 @@ class FakeSplunk:
     ) -> None:
         """Answer the next ``times`` requests whose path contains ``match`` with ``status`` after ``delay``.
 
-        With ``status`` None the request is served normally after the delay, which a client with a shorter
-        timeout sees as a timeout although the fake did the work.
+        With ``status`` None the request is served normally after the delay. A client with a shorter
+        timeout then gets a timeout although the fake did the work.
         """
         with self._lock:
             self._injections.append(Injection(status, delay, times, match, method, retry_after))
@@ -412,7 +420,7 @@ class FakeSplunk:
             if method == "DELETE":
                 if "query" in params:
                     condition = _parse_query(params["query"])
-                    for key in [k for k, row in rows.items() if _matches(row, condition)]:
+                    for key in _matching_keys(rows, condition):
                         del rows[key]
                 else:
                     rows.clear()
@@ -806,6 +814,16 @@ def _check_operators(node: Any) -> None:
     elif isinstance(node, list):
         for item in node:
             _check_operators(item)
+
+
+def _matching_keys(rows: dict[str, dict[str, Any]], condition: dict[str, Any]) -> list[str]:
+    # A list of keys joined by $or is looked up directly; the answer is the same as the full scan.
+    alternatives = condition.get("$or") if list(condition) == ["$or"] else None
+    if isinstance(alternatives, list) and all(
+        isinstance(c, dict) and list(c) == ["_key"] and isinstance(c["_key"], str) for c in alternatives
+    ):
+        return [c["_key"] for c in alternatives if c["_key"] in rows]
+    return [key for key, row in rows.items() if _matches(row, condition)]
 
 
 def _matches(row: dict[str, Any], condition: dict[str, Any]) -> bool:

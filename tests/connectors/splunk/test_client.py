@@ -43,7 +43,7 @@ def http_error(status: int, body: bytes = b"", headers: list[tuple[str, str]] | 
     ],
 )
 def test_http_status_translated(status: int, kind: type[Exception], words: str) -> None:
-    error = translate_error(http_error(status), what="saving rows", url="https://splunk.example.org:8089/x")
+    error = translate_error(http_error(status), operation="saving rows", url="https://splunk.example.org:8089/x")
 
     assert isinstance(error, kind)
     assert words in str(error)
@@ -63,14 +63,14 @@ def test_http_status_translated(status: int, kind: type[Exception], words: str) 
     ],
 )
 def test_socket_errors_translated(exc: Exception, kind: type[Exception]) -> None:
-    assert isinstance(translate_error(exc, what="reading", url="https://h:8089/x"), kind)
+    assert isinstance(translate_error(exc, operation="reading", url="https://h:8089/x"), kind)
 
 
 def test_tls_failure_names_ca_bundle() -> None:
     exc = ssl.SSLCertVerificationError(1, "certificate verify failed")
     exc.verify_message = "self-signed certificate"
 
-    error = translate_error(exc, what="reading", url="https://h:8089/x")
+    error = translate_error(exc, operation="reading", url="https://h:8089/x")
 
     assert isinstance(error, RemoteRejectedError)
     assert "set ca_bundle" in str(error)
@@ -99,7 +99,7 @@ def test_503_carries_retry_after() -> None:
         503, headers=[("Retry-After", "Wed, 05 Jun 2024 10:01:00 GMT"), ("Date", "Wed, 05 Jun 2024 10:00:31 GMT")]
     )
 
-    error = translate_error(exc, what="saving", url="u")
+    error = translate_error(exc, operation="saving", url="u")
 
     assert isinstance(error, SplunkTransientError)
     assert error.retry_after == 29.0

@@ -93,15 +93,15 @@ def test_missing_valid_from_uses_modified() -> None:
 
 def test_registry_key_one_document_per_spelling() -> None:
     row = make_row("HKEY_LOCAL_MACHINE\\Software\\Run", "registry-key")
-    gone = DeliveredRow(row.key, row.type, row.value, row.digest)
+    delivered = DeliveredRow(row.key, row.type, row.value, row.digest)
 
     placements = es_places(row, ES_APP)
-    locations = es_locations(gone, ES_APP)
+    locations = es_locations(delivered, ES_APP)
 
     assert [p.document["_key"] for p in placements] == [row.key, f"{row.key}-1", f"{row.key}-2"]
     assert [location.key for location in locations] == [p.document["_key"] for p in placements]
     assert all(is_our_key(p.document["_key"]) for p in placements)
-    assert [loc.key for loc in app_locations(gone, "TA-stixbridge", "c")] == [loc.key for loc in locations]
+    assert [loc.key for loc in app_locations(delivered, "TA-stixbridge", "c")] == [loc.key for loc in locations]
 
 
 def test_unsupported_type_has_no_es_location() -> None:

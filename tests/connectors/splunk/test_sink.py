@@ -216,11 +216,33 @@ def test_row_refused_alone_reported_failed(fake: FakeSplunk, make_sink: Callable
 
     result = make_sink().push(Changes(upserts=rows))
 
-    # The batch of 3 is refused, then its first half (1 row) alone, which is reported failed; the rest
+    # The batch of 3 is refused, then its first half (1 row) alone, which is reported failed. The rest
     # goes out in batches of that half's size and is stored.
     assert list(result.failed) == [rows[0].key]
     assert "HTTP 400" in result.failed[rows[0].key]
     assert result.written == [rows[1].key, rows[2].key]
+
+
+def test_rejected_document_keeps_batch_size(fake: FakeSplunk, make_sink: Callable[..., SplunkSink]) -> None:
+    fake.inject(400, match="batch_save", times=1)
+
+    result = make_sink().push(Changes(upserts=many_rows(2500)))
+
+    saves = fake.requests_to(method="POST", contains="batch_save")
+    assert len(result.written) == 2500
+    assert [r.status for r in saves] == [400, 200, 200, 200, 200]
+
+
+def test_rejected_documents_bounded_requests(fake: FakeSplunk, make_sink: Callable[..., SplunkSink]) -> None:
+    fake.inject(400, match="batch_save", times=100_000)
+    rows = many_rows(1000)
+
+    result = make_sink().push(Changes(upserts=rows))
+
+    saves = fake.requests_to(method="POST", contains="batch_save")
+    assert result.written == []
+    assert set(result.failed) == {r.key for r in rows}
+    assert len(saves) <= 1 + 64 + 2
 
 
 def test_deletes_remove_only_given_keys(fake: FakeSplunk, make_sink: Callable[..., SplunkSink]) -> None:
@@ -417,7 +439,7 @@ def test_503_gives_up_after_retries(fake: FakeSplunk, make_sink: Callable[..., S
 def test_timeout_is_transient(fake: FakeSplunk, make_sink: Callable[..., SplunkSink]) -> None:
     fake.inject(None, delay=1.0, match="batch_save", times=2)
 
-    with pytest.raises(TransientError, match="did not answer in time"):
+    with pytest.raises(TransientError, match="did not respond in time"):
         make_sink(timeout=0.3, retries=1).push(Changes(upserts=[make_row()]))
 
 
