@@ -9,6 +9,7 @@ second collection on the TAXII server, which the demo then reads back. A summary
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -162,16 +163,17 @@ def _feed_server(objects: list[dict[str, Any]], use_taxii: bool) -> Iterator[str
     if not use_taxii:
         yield None
         return
-    try:
-        from .connectors.taxii.medallion_server import run_medallion
-    except ImportError as exc:
+    missing = [name for name in ("medallion", "taxii2client") if importlib.util.find_spec(name) is None]
+    if missing:
         logger.warning(
-            "No local TAXII server for the demo (%s); reading the feed from a file instead. "
+            "No local TAXII server for the demo (%s not installed); reading the feed from a file instead. "
             "Install it with: pip install 'stixbridge[demo]'",
-            exc,
+            " and ".join(missing),
         )
         yield None
         return
+    from .connectors.taxii.medallion_server import run_medallion
+
     with run_medallion({"alliance-demo": objects, SIGHTINGS_COLLECTION: []}) as server:
         os.environ[_USER_ENV] = server.username
         os.environ["STIXBRIDGE_DEMO_TAXII_PASSWORD"] = server.password
