@@ -64,8 +64,7 @@ def _parse_timestamp(text: str) -> datetime:
 
 def format_timestamp(moment: datetime) -> str:
     """Format a datetime as STIX does: UTC, millisecond precision, ``Z`` suffix."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def to_epoch(moment: datetime) -> float:

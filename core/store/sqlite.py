@@ -7,7 +7,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,9 @@ def _dt(seconds: float | None) -> datetime | None:
 
 
 def _modified_text(moment: datetime) -> str:
-    # Microsecond precision in a fixed-width form, so text order equals time order.
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Microsecond precision in a fixed-width form, so text order equals time order. isoformat is several
+    # times faster than strftime and gives the same text for a UTC datetime.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def expiry_of(record: IndicatorRecord, lifetimes: Mapping[str, timedelta], first_seen: datetime) -> tuple[
