@@ -1,6 +1,6 @@
 """The ``stixbridge`` command line.
 
-Exit codes: 0 done; 1 done, but some objects were quarantined; 2 configuration error; 3 a source, sink,
+Exit codes: 0 done; 1 done, but some objects were quarantined; 2 configuration or usage error; 3 a source, sink,
 sightings reader or publish target failed (the others still ran); 4 a pull was held for review.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from . import __version__
 from .config import Config, find_config, load_config
 from .engine import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Engine, RunSummary
-from .errors import ConfigError, MissingExtraError, StixbridgeError
+from .errors import ConfigError, MissingExtraError, NotFoundError, StixbridgeError
 from .store.sqlite import SqliteStore
 from .timeutil import utcnow
 
@@ -46,62 +46,99 @@ def _setup_logging(level: str, quiet: bool) -> None:
     )
 
 
+EXIT_CODES_HELP = """exit codes:
+  0  done
+  1  done, but some objects were quarantined
+  2  configuration or usage error (invalid file, unknown id, missing package)
+  3  a source, sink, sightings reader or publish target failed; the others still ran
+  4  a pull was held for review ('stixbridge review list')"""
+
+
+def _common_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "-c", "--config", default=default, help="configuration file (default: $STIXBRIDGE_CONFIG or ./stixbridge.toml)"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="log warnings and errors only"
+    )
+    parser.add_argument("--json", action="store_true", default=default, help="print results as JSON")
+
+
+# The same options after a subcommand (stixbridge sync -c FILE); SUPPRESS keeps the value given before it.
+_AFTER_COMMAND = argparse.ArgumentParser(add_help=False)
+_common_options(_AFTER_COMMAND, argparse.SUPPRESS)
+
+
+def _add_command(subparsers: Any, name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """Add a subcommand whose description repeats its help line and which accepts -c, -q and --json."""
+    description = help[0].upper() + help[1:] + "."
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help, description=description, parents=[_AFTER_COMMAND], **kwargs
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="stixbridge",
         description="Pull STIX threat intelligence from an alliance and keep Splunk, Elasticsearch and MISP current.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"stixbridge {__version__}")
-    parser.add_argument("-c", "--config", help="configuration file (default: $STIXBRIDGE_CONFIG or ./stixbridge.toml)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
-    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    _common_options(parser, None)
+    parser.set_defaults(quiet=False, json=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("sync", help="pull every source, expire, push changes to every sink, read sightings and publish")
-    pull = sub.add_parser("pull", help="pull sources into the store")
+    _add_command(sub, "sync", help="pull every source, expire, push changes to every sink, read sightings and publish")
+    pull = _add_command(sub, "pull", help="pull sources into the store")
     pull.add_argument("--source", help="pull only this source")
-    push = sub.add_parser("push", help="push changes to sinks")
+    push = _add_command(sub, "push", help="push changes to sinks")
     push.add_argument("--sink", help="push only to this sink")
-    sub.add_parser("expire", help="move expired indicators out of the live set")
-    sub.add_parser("status", help="show counts per source, atom type and sink, composites, quarantine, expiries")
+    _add_command(sub, "expire", help="move expired indicators out of the live set")
+    _add_command(sub, "status", help="show counts per source, atom type and sink, composites, quarantine, expiries")
 
-    quarantine = sub.add_parser("quarantine", help="list, show or release quarantined objects")
+    quarantine = _add_command(sub, "quarantine", help="list, show or release quarantined objects")
     qsub = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
-    qlist = qsub.add_parser("list", help="list quarantined objects")
+    qlist = _add_command(qsub, "list", help="list quarantined objects")
     qlist.add_argument("--all", action="store_true", help="include released objects")
     qlist.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
-    qshow = qsub.add_parser("show", help="print the raw text of one quarantined object")
-    qshow.add_argument("qid", type=int)
-    qrelease = qsub.add_parser("release", help="release a quarantined object; one the trust guard held is stored now")
-    qrelease.add_argument("qid", type=int)
+    qshow = _add_command(qsub, "show", help="print the raw text of one quarantined object")
+    qshow.add_argument("qid", type=int, help="quarantine row number from 'stixbridge quarantine list'")
+    qrelease = _add_command(
+        qsub, "release", help="release a quarantined object; one the trust guard held is stored now"
+    )
+    qrelease.add_argument("qid", type=int, help="quarantine row number from 'stixbridge quarantine list'")
 
-    review = sub.add_parser("review", help="list, approve or reject pulls held by the blast-radius guard")
+    review = _add_command(sub, "review", help="list, approve or reject pulls held by the blast-radius guard")
     rsub = review.add_subparsers(dest="action", required=True, metavar="ACTION")
-    rlist = rsub.add_parser("list", help="list held pulls (and decided ones with --all)")
+    rlist = _add_command(rsub, "list", help="list held pulls (and decided ones with --all)")
     rlist.add_argument("--all", action="store_true", help="include approved, rejected and applied pulls")
-    rapprove = rsub.add_parser("approve", help="store a held pull")
-    rapprove.add_argument("review_id", type=int)
-    rreject = rsub.add_parser("reject", help="drop a held pull and move its source's cursor past it")
-    rreject.add_argument("review_id", type=int)
+    rapprove = _add_command(rsub, "approve", help="store a held pull")
+    rapprove.add_argument("review_id", type=int, help="review number from 'stixbridge review list'")
+    rreject = _add_command(rsub, "reject", help="drop a held pull and move its source's cursor past it")
+    rreject.add_argument("review_id", type=int, help="review number from 'stixbridge review list'")
 
-    sightings = sub.add_parser("sightings", help="read, list and publish sightings")
+    sightings = _add_command(sub, "sightings", help="read, list and publish sightings")
     ssub = sightings.add_subparsers(dest="action", required=True, metavar="ACTION")
-    slist = ssub.add_parser("list", help="list published, pending, refused and failed objects, with the reason")
+    slist = _add_command(ssub, "list", help="list published, pending, refused and failed objects, with the reason")
     slist.add_argument("--status", choices=("pending", "sending", "published", "refused", "failed"))
     slist.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
-    ssub.add_parser("read", help="read every sightings reader and aggregate the new hits")
-    spublish = ssub.add_parser("publish", help="send the outbox to every publish target")
+    _add_command(ssub, "read", help="read every sightings reader and aggregate the new hits")
+    spublish = _add_command(ssub, "publish", help="send the outbox to every publish target")
     spublish.add_argument("--target", help="publish only to this [[publish]] entry")
 
-    config = sub.add_parser("config", help="check a configuration file")
+    config = _add_command(sub, "config", help="check a configuration file")
     csub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
-    csub.add_parser("check", help="validate the configuration and print what would run")
+    _add_command(csub, "check", help="validate the configuration and print what would run")
 
-    refetch = sub.add_parser("refetch", help="fetch one indicator again by id from the source that sent it")
+    refetch = _add_command(sub, "refetch", help="fetch one indicator again by id from the source that sent it")
     refetch.add_argument("id", help="STIX id, for example indicator--...")
 
-    demo = sub.add_parser("demo", help="run the main job on a generated sample feed; needs no Splunk, Elastic or MISP")
+    demo = _add_command(
+        sub, "demo", help="run the main job on a generated sample feed; needs no Splunk, Elastic or MISP"
+    )
     demo.add_argument(
         "--dir", default="stixbridge-demo", help="folder for the demo's files (default ./stixbridge-demo)"
     )
@@ -124,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except MissingExtraError as exc:
+    except (MissingExtraError, NotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except StixbridgeError as exc:
@@ -264,7 +301,7 @@ def _quarantine(engine: Engine, args: argparse.Namespace) -> int:
         raw = store.quarantine_raw(args.qid)
         if raw is None:
             print(f"no quarantined object with id {args.qid}; see 'stixbridge quarantine list'", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_CONFIG
         print(raw)
         return EXIT_OK
     from .quarantine import release
@@ -285,8 +322,21 @@ def _config_check(config: Config, as_json: bool) -> int:
         "publish": [_describe(e) for e in config.publish],
         "lifetimes_days": {k: v.days for k, v in sorted(config.lifetimes().items())},
     }
+    problems = [
+        problem
+        for entry in [*config.sources, *config.sinks, *config.sightings, *config.publish]
+        if entry.enabled
+        for problem in entry.connector.preflight()
+    ]
+    plan["problems"] = problems
     if as_json:
         print(json.dumps(plan, indent=2))
+        return EXIT_CONFIG if problems else EXIT_OK
+    if problems:
+        print(f"configuration {config.path} is valid, but it cannot run yet:")
+        for problem in problems:
+            print(f"  - {problem}")
+        return EXIT_CONFIG
     else:
         print(f"configuration {config.path} is valid")
         print(f"state file: {config.state_path}")

@@ -50,7 +50,15 @@ class EngineSettings(Settings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def validate(self, where: str) -> None:
+        from .atoms import ATOM_TYPES
+
         for name, days in self.lifetimes.items():
+            if name != "default" and name not in ATOM_TYPES:
+                raise ConfigError(
+                    f"unknown atom type {name!r} in {where}.lifetimes; valid names are default, "
+                    + ", ".join(sorted(ATOM_TYPES)),
+                    key=f"{where}.lifetimes.{name}",
+                )
             if days < 0:
                 raise ConfigError(f"{where}.lifetimes.{name} must be 0 or more days, got {days}", key=name)
 

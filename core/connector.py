@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +38,8 @@ class Connector:
 
     kind: ClassVar[str] = ""
     settings_class: ClassVar[type[Settings]] = Settings
+    sdk_modules: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(module, extra) pairs the connector imports when it runs; checked by :meth:`preflight`."""
 
     def __init__(self, name: str, settings: Settings, context: ConnectorContext) -> None:
         self.name = name
@@ -46,6 +49,21 @@ class Connector:
     def describe(self) -> str:
         """Return one line saying what this connector will do, for ``stixbridge config check``."""
         return f"{self.kind} {self.name!r}"
+
+    def preflight(self) -> list[str]:
+        """Return problems found without touching the network: missing packages, missing local files.
+
+        ``stixbridge config check`` reports them, so a configuration that is valid but cannot run is
+        caught before the first sync. Subclasses extend the list and call the base method.
+        """
+        problems = []
+        for module, extra in self.sdk_modules:
+            if importlib.util.find_spec(module) is None:
+                problems.append(
+                    f"{self.kind} {self.name!r} needs the {module!r} package, which is not installed; "
+                    f"install it with: pip install 'stixbridge[{extra}]'"
+                )
+        return problems
 
     def close(self) -> None:
         """Release connections and files; called once when the run ends."""

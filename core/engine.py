@@ -13,7 +13,7 @@ from typing import Any
 import requests
 
 from .config import Config, ConnectorEntry
-from .errors import StixbridgeError
+from .errors import NotFoundError, StixbridgeError
 from .model import AtomRow, Changes, DeliveredRow, IndicatorRecord, Provenance, QuarantineItem
 from .normalise import FeedContext, normalise_item
 from .progress import Progress
@@ -356,7 +356,7 @@ class Engine:
         found = review_source(self.store, review_id)
         if found is None or found[1] not in ("held", "approving"):
             state = "does not exist" if found is None else f"is {found[1]}"
-            raise StixbridgeError(f"review {review_id} {state}; see 'stixbridge review list' for held pulls")
+            raise NotFoundError(f"review {review_id} {state}; see 'stixbridge review list' for held pulls")
         return found[0]
 
     # -- the whole job ---------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
     ├── MissingExtraError    stop: a connector's SDK is not installed
     ├── TransientError       retry: the remote side may answer later (timeouts, 429, 5xx)
     ├── RemoteRejectedError  give up on this call: the remote side refused it (401, 403, 404, 4xx)
-    └── InvalidInputError    skip the item: one object is bad; quarantine it and go on
+    ├── InvalidInputError    skip the item: one object is bad; quarantine it and go on
+    └── NotFoundError        stop: a command named a row or id that does not exist
 
 Connectors translate their SDK's exceptions into these at their boundary (``raise ... from exc``), so the
 engine never sees a splunklib, elasticsearch, pymisp or requests exception.
@@ -73,3 +74,7 @@ class InvalidInputError(StixbridgeError):
         super().__init__(message)
         self.object_id = object_id
         self.reason_code = reason_code
+
+
+class NotFoundError(StixbridgeError):
+    """Raised when a command names a quarantine row, review or id that does not exist or is already decided."""

@@ -81,6 +81,7 @@ class ElasticSightingsReader(SightingsReader):
     """Reads indicator-match alerts whose enrichments point at our index or alias."""
 
     kind = "elastic"
+    sdk_modules = (("elasticsearch", "elastic"),)
     settings_class = ElasticSightingsSettings
     settings: ElasticSightingsSettings
 

@@ -58,6 +58,7 @@ class ElasticSink(Sink):
     """
 
     kind = "elastic"
+    sdk_modules = (("elasticsearch", "elastic"),)
     settings_class = ElasticSinkSettings
     settings: ElasticSinkSettings
     batch_size = 20_000

@@ -45,6 +45,7 @@ class MispSightingsReader(SightingsReader):
     """Reads MISP sightings (seen, false positive) on the attributes the MISP sink wrote."""
 
     kind = "misp"
+    sdk_modules = (("pymisp", "misp"),)
     settings_class = MispSightingsSettings
     settings: MispSightingsSettings
 

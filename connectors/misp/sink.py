@@ -52,6 +52,7 @@ class MispSink(Sink):
     """
 
     kind = "misp"
+    sdk_modules = (("pymisp", "misp"),)
     settings_class = MispSinkSettings
     settings: MispSinkSettings
     batch_size: ClassVar[int] = 25_000

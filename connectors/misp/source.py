@@ -47,6 +47,7 @@ class MispSource(Source):
     """Reads ``to_ids`` attributes from a MISP instance (``url``) or from MISP event files (``path``)."""
 
     kind = "misp"
+    sdk_modules = (("pymisp", "misp"),)
     settings_class = MispSourceSettings
     settings: MispSourceSettings
 

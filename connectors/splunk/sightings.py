@@ -93,6 +93,7 @@ class SplunkSightingsReader(SightingsReader):
     """Reads ES threat activity (or the app's summary-index hits) through search jobs or exports."""
 
     kind: ClassVar[str] = "splunk"
+    sdk_modules: ClassVar[tuple[tuple[str, str], ...]] = (("splunklib", "splunk"),)
     settings_class: ClassVar[type[Settings]] = SplunkSightingsSettings
 
     def __init__(self, name: str, settings: Settings, context: ConnectorContext) -> None:

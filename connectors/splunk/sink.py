@@ -53,6 +53,7 @@ class SplunkSink(Sink):
     """
 
     kind: ClassVar[str] = "splunk"
+    sdk_modules: ClassVar[tuple[tuple[str, str], ...]] = (("splunklib", "splunk"),)
     settings_class: ClassVar[type[Settings]] = SplunkSinkSettings
     # Each push ends with a partial batch per collection, so fewer, larger pushes need fewer requests:
     # 100,000 rows into four ES collections take at most 100 + 2 * 4 batch saves.

@@ -103,6 +103,7 @@ class TaxiiPublisher(Connector):
     """
 
     kind = "taxii"
+    sdk_modules = (("taxii2client", "taxii"),)
     settings_class = TaxiiPublishSettings
     settings: TaxiiPublishSettings
 

@@ -46,6 +46,7 @@ class TaxiiSource(Source):
     """
 
     kind = "taxii"
+    sdk_modules = (("taxii2client", "taxii"),)
     settings_class = TaxiiSettings
     settings: TaxiiSettings
 

@@ -53,6 +53,12 @@ class FileSource(Source):
         path = Path(self.settings.path).expanduser()
         return path if path.is_absolute() else self.context.base_dir / path
 
+    def preflight(self) -> list[str]:
+        problems = super().preflight()
+        if not self._root().exists():
+            problems.append(f"file source {self.name!r}: {self._root()} does not exist; fix 'path' in its settings")
+        return problems
+
     def describe(self) -> str:
         return f"file source {self.name!r} reading {self._root()}"
 

@@ -80,3 +80,32 @@ def test_cli_sync_status_and_quarantine(tmp_path, capsys):
     assert main(["--config", config, "--json", "quarantine", "list"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["object_id"] == "indicator--00000000-0000-4000-8000-000000000002"
+
+
+def test_cli_config_check_reports_missing_path(tmp_path, capsys):
+    config = _config(tmp_path, f'[[sources]]\nname = "a"\nkind = "file"\npath = "{tmp_path / "nowhere"}"\n')
+    assert main(["--config", config, "config", "check"]) == 2
+    out = capsys.readouterr().out
+    assert "cannot run yet" in out
+    assert "nowhere does not exist" in out
+
+
+def test_cli_unknown_lifetime_type_rejected(tmp_path, capsys):
+    config = _config(tmp_path, "[engine.lifetimes]\nip4 = 10\n")
+    assert main(["--config", config, "config", "check"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown atom type 'ip4'" in err
+    assert "ipv4" in err
+
+
+def test_cli_options_after_command(tmp_path, capsys):
+    feed = write_bundle(tmp_path / "feed.json", [indicator(1, "[ipv4-addr:value = '198.51.100.1']")])
+    config = _config(tmp_path, f'[[sources]]\nname = "a"\nkind = "file"\npath = "{feed}"\n')
+    assert main(["config", "check", "-c", config, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["problems"] == []
+
+
+def test_cli_unknown_quarantine_row_is_usage_error(tmp_path, capsys):
+    config = _config(tmp_path, '[engine]\nstate = "s.db"\n')
+    assert main(["--config", config, "quarantine", "show", "99"]) == 2
+    assert "no quarantined object with id 99" in capsys.readouterr().err

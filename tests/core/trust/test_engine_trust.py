@@ -324,5 +324,5 @@ def test_cli_review_and_quarantine_release(tmp_path, capsys):
     assert status["trust"]["held_reviews"][0]["review"] == reviews[0]["review"]
     assert main(["--config", config, "review", "approve", str(reviews[0]["review"])]) == 0
     capsys.readouterr()
-    assert main(["--config", config, "review", "approve", str(reviews[0]["review"])]) == 3
+    assert main(["--config", config, "review", "approve", str(reviews[0]["review"])]) == 2
     assert "is applied" in capsys.readouterr().err
