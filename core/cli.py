@@ -1,7 +1,7 @@
 """The ``stixbridge`` command line.
 
-Exit codes: 0 done; 1 done, but some objects were quarantined; 2 configuration error; 3 a source or sink
-failed (the others still ran).
+Exit codes: 0 done; 1 done, but some objects were quarantined; 2 configuration error; 3 a source, sink,
+sightings reader or publish target failed (the others still ran); 4 a pull was held for review.
 """
 
 from __future__ import annotations
@@ -24,7 +24,18 @@ from .timeutil import utcnow
 logger = logging.getLogger("stixbridge")
 
 # Subcommands that connector packages add: a function that registers a subparser on the given object.
+# Tests append to this list; installed packages declare entries in the stixbridge.commands group.
 EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+COMMANDS_GROUP = "stixbridge.commands"
+
+
+def _command_registrars() -> list[Callable[[Any], None]]:
+    from importlib.metadata import entry_points
+
+    found = list(EXTRA_COMMANDS)
+    for entry in entry_points(group=COMMANDS_GROUP):
+        found.append(entry.load())
+    return found
 
 
 def _setup_logging(level: str, quiet: bool) -> None:
@@ -47,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("sync", help="pull every source, expire, and push changes to every sink")
+    sub.add_parser("sync", help="pull every source, expire, push changes to every sink, read sightings and publish")
     pull = sub.add_parser("pull", help="pull sources into the store")
     pull.add_argument("--source", help="pull only this source")
     push = sub.add_parser("push", help="push changes to sinks")
@@ -62,8 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
     qlist.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
     qshow = qsub.add_parser("show", help="print the raw text of one quarantined object")
     qshow.add_argument("qid", type=int)
-    qrelease = qsub.add_parser("release", help="release a quarantined object so it is stored on the next pull")
+    qrelease = qsub.add_parser("release", help="release a quarantined object; one the trust guard held is stored now")
     qrelease.add_argument("qid", type=int)
+
+    review = sub.add_parser("review", help="list, approve or reject pulls held by the blast-radius guard")
+    rsub = review.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rlist = rsub.add_parser("list", help="list held pulls (and decided ones with --all)")
+    rlist.add_argument("--all", action="store_true", help="include approved, rejected and applied pulls")
+    rapprove = rsub.add_parser("approve", help="store a held pull")
+    rapprove.add_argument("review_id", type=int)
+    rreject = rsub.add_parser("reject", help="drop a held pull and move its source's cursor past it")
+    rreject.add_argument("review_id", type=int)
+
+    sightings = sub.add_parser("sightings", help="read, list and publish sightings")
+    ssub = sightings.add_subparsers(dest="action", required=True, metavar="ACTION")
+    slist = ssub.add_parser("list", help="list published, pending, refused and failed objects, with the reason")
+    slist.add_argument("--status", choices=("pending", "sending", "published", "refused", "failed"))
+    slist.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
+    ssub.add_parser("read", help="read every sightings reader and aggregate the new hits")
+    spublish = ssub.add_parser("publish", help="send the outbox to every publish target")
+    spublish.add_argument("--target", help="publish only to this [[publish]] entry")
 
     config = sub.add_parser("config", help="check a configuration file")
     csub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -81,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-taxii", action="store_true", help="read the sample feed from a file, not a local TAXII server"
     )
 
-    for register in EXTRA_COMMANDS:
+    for register in _command_registrars():
         register(sub)
     return parser
 
@@ -128,7 +157,6 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _run(engine: Engine, args: argparse.Namespace) -> int:
     command = args.command
-    store = engine.store
     summary = RunSummary()
     if command == "sync":
         summary = engine.sync()
@@ -139,10 +167,19 @@ def _run(engine: Engine, args: argparse.Namespace) -> int:
     elif command == "expire":
         engine.expire(summary)
     elif command == "status":
-        _print(store.status(utcnow()), args.json)
+        _print(_status(engine), args.json)
         return EXIT_OK
     elif command == "quarantine":
-        return _quarantine(store, args)
+        return _quarantine(engine, args)
+    elif command == "review":
+        return _review(engine, args)
+    elif command == "sightings":
+        if args.action == "list":
+            return _sightings_list(engine, args)
+        if args.action == "read":
+            engine.read_sightings(summary)
+        else:
+            engine.publish(summary, only=args.target)
     elif command == "refetch":
         from .refetch import refetch
 
@@ -153,7 +190,66 @@ def _run(engine: Engine, args: argparse.Namespace) -> int:
     return summary.exit_code()
 
 
-def _quarantine(store: SqliteStore, args: argparse.Namespace) -> int:
+def _status(engine: Engine) -> dict[str, Any]:
+    from .sightings.loop import outbox_of
+
+    status = engine.store.status(utcnow())
+    status["sightings"] = outbox_of(engine).summary()
+    status["trust"] = engine.trust.status()
+    return status
+
+
+def _review(engine: Engine, args: argparse.Namespace) -> int:
+    from .trust.review import OPEN_STATUSES, review_rows
+
+    if args.action == "list":
+        rows = review_rows(engine.store, None if args.all else OPEN_STATUSES)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for row in rows:
+                change = row["change"]
+                print(f"{row['review']:>6}  {row['status']:<9} {row['source']:<16} +{change.get('added', 0)} "
+                      f"-{change.get('removed', 0)} of {change.get('live', 0)} live, {change.get('retired_atoms', 0)} "
+                      f"atoms retired  {row['reason'] or ''}")  # fmt: skip
+            print(f"{len(rows)} reviews shown")
+        return EXIT_OK
+    if args.action == "approve":
+        counts = engine.approve_review(args.review_id)
+        _print({"approved": args.review_id, "stored": counts}, args.json)
+        return EXIT_OK
+    cursor = engine.reject_review(args.review_id)
+    print(f"rejected review {args.review_id}; the source resumes after it" if cursor else
+          f"rejected review {args.review_id}; it carried no cursor, so the source pulls the same objects again")
+    return EXIT_OK
+
+
+def _sightings_list(engine: Engine, args: argparse.Namespace) -> int:
+    from .sightings.loop import outbox_of
+
+    outbox = outbox_of(engine)
+    rows = outbox.rows(args.status, args.limit)
+    unmatched = [
+        {"value": value, "source": source, "reason": reason}
+        for value, source, reason in engine.store.db.execute(
+            "SELECT value, source, reason FROM sightings WHERE status = 'unmatched' ORDER BY sid DESC LIMIT ?",
+            (args.limit,),
+        )
+    ]
+    if args.json:
+        print(json.dumps({"outbox": rows, "unmatched": unmatched, **outbox.summary()}, indent=2))
+        return EXIT_OK
+    for row in rows:
+        print(f"{row['status']:<9} {row['target']:<16} {row['object_id']}  TLP:{row['tlp'] or '-'}  "
+              f"{row['reason'] or ''}")  # fmt: skip
+    for row in unmatched:
+        print(f"unmatched {row['source']:<16} {row['value']}  {row['reason']}")
+    print(f"{len(rows)} outbox rows and {len(unmatched)} unmatched records shown")
+    return EXIT_OK
+
+
+def _quarantine(engine: Engine, args: argparse.Namespace) -> int:
+    store = engine.store
     if args.action == "list":
         rows = store.quarantine_rows(None if args.all else "held", args.limit)
         if args.json:
@@ -173,7 +269,7 @@ def _quarantine(store: SqliteStore, args: argparse.Namespace) -> int:
         return EXIT_OK
     from .quarantine import release
 
-    message = release(store, args.qid, utcnow())
+    message = release(engine, args.qid)
     print(message)
     return EXIT_OK
 
@@ -240,6 +336,7 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
         "rows_changed": summary.rows_changed,
         "pushed": summary.pushed,
         "quarantined": summary.quarantined,
+        "held_for_review": summary.held,
         "failures": summary.failures,
         **summary.extra,
     }

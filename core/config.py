@@ -6,6 +6,7 @@ every connector is built (without touching the network) so that its own settings
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 import uuid
@@ -223,5 +224,8 @@ def _build_entry(
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}", key=f"{where}.kind", line=lines.line_of("kind")) from None
     options = {k: v for k, v in entry.items() if k not in COMMON_KEYS}
+    # A connector whose settings declare ``enabled`` (the TAXII publisher, off by default) gets it too.
+    if "enabled" in entry and "enabled" in {f.name for f in dataclasses.fields(cls.settings_class)}:
+        options["enabled"] = enabled
     settings = build_settings(cls.settings_class, options, f"{where} ({name})", lines)
     return ConnectorEntry(role=role, name=name, kind=kind, enabled=enabled, connector=cls(name, settings, context))

@@ -1,8 +1,9 @@
 """``stixbridge demo``: the main job end to end on a generated feed, with no Splunk, Elastic or MISP.
 
 The demo writes a sample alliance feed, serves it from a local TAXII 2.1 server (medallion, on 127.0.0.1)
-when the ``demo`` extra is installed, or reads it from a file otherwise, syncs it into the file sinks,
-and prints a summary of what each sink received.
+when the ``demo`` extra is installed, or reads it from a file otherwise, and syncs it into the file sinks.
+The same sync reads local sightings from ``sightings.jsonl`` and publishes them as STIX Sightings to a
+second collection on the TAXII server, which the demo then reads back. A summary of each step is printed.
 """
 
 from __future__ import annotations
@@ -51,7 +52,19 @@ kind = "misp-feed"
 path = "out/misp-feed"
 org_name = "Demo SOC"
 org_uuid = "5c6f4a8e-0d3b-4f7a-9b21-3e8d6c1a2f40"
-"""
+
+# The sample feed uses only addresses and names reserved for documentation, which the trust guards
+# quarantine unless a source is allowed to send them.
+[[trust.sources]]
+name = "alliance"
+allow = ["documentation"]
+
+# Hits of alliance atoms in our own telemetry, as a SIEM export would hold them.
+[[sightings]]
+name = "local"
+kind = "file"
+path = "sightings.jsonl"
+{publish}"""
 
 FILE_SOURCE = """[[sources]]
 name = "alliance"
@@ -69,6 +82,24 @@ username = "{username}"
 password = {{ env = "STIXBRIDGE_DEMO_TAXII_PASSWORD" }}
 """
 
+TAXII_PUBLISH = """
+# Our Sightings go back to the alliance; the sample feed has TLP:AMBER indicators, so allow up to AMBER.
+[[publish]]
+name = "alliance-taxii"
+kind = "taxii"
+enabled = true
+url = "{url}"
+collection = "alliance-sightings"
+username = "{username}"
+password = {{ env = "STIXBRIDGE_DEMO_TAXII_PASSWORD" }}
+
+[[sharing.targets]]
+name = "alliance-taxii"
+max_tlp = "amber"
+"""
+
+SIGHTINGS_COLLECTION = "alliance-sightings"
+
 
 def run_demo(folder: Path, *, count: int = 500, use_taxii: bool = True, as_json: bool = False) -> int:
     """Write a sample feed and configuration under ``folder``, sync it, and print what happened."""
@@ -82,16 +113,23 @@ def run_demo(folder: Path, *, count: int = 500, use_taxii: bool = True, as_json:
         "".join(json.dumps(row) + "\n" for row in demo_sightings(objects, now)), encoding="utf-8"
     )
 
+    read_back: list[dict[str, Any]] = []
     with _feed_server(objects, use_taxii) as url:
-        source = TAXII_SOURCE.format(url=url, username=os.environ.get(_USER_ENV, "")) if url else FILE_SOURCE
+        username = os.environ.get(_USER_ENV, "")
+        source = TAXII_SOURCE.format(url=url, username=username) if url else FILE_SOURCE
+        publish = TAXII_PUBLISH.format(url=url, username=username) if url else ""
         config_path = folder / "stixbridge.toml"
-        config_path.write_text(CONFIG_TEMPLATE.format(config=config_path, source=source), encoding="utf-8")
+        config_path.write_text(
+            CONFIG_TEMPLATE.format(config=config_path, source=source, publish=publish), encoding="utf-8"
+        )
         config = load_config(config_path)
         with SqliteStore(config.state_path) as store:
             engine = Engine(config, store)
             try:
                 summary = engine.sync()
                 status = store.status(utcnow())
+                if url:
+                    read_back = _read_back(config.base_dir, url)
             finally:
                 config.close()
 
@@ -106,6 +144,9 @@ def run_demo(folder: Path, *, count: int = 500, use_taxii: bool = True, as_json:
         "sinks": {name: {k: v for k, v in counts.items() if k in ("written", "deleted", "skipped")}
                   for name, counts in summary.pushed.items()},  # fmt: skip
         "outputs": sorted(str(p.relative_to(folder)) for p in (folder / "out").rglob("*") if p.is_file())[:20],
+        "sightings": summary.extra.get("sightings", {}),
+        "published": summary.extra.get("published", {}),
+        "read_back": _count_types(read_back) if url else {},
         "failures": summary.failures,
     }
     if as_json:
@@ -131,10 +172,35 @@ def _feed_server(objects: list[dict[str, Any]], use_taxii: bool) -> Iterator[str
         )
         yield None
         return
-    with run_medallion({"alliance-demo": objects}) as server:
+    with run_medallion({"alliance-demo": objects, SIGHTINGS_COLLECTION: []}) as server:
         os.environ[_USER_ENV] = server.username
         os.environ["STIXBRIDGE_DEMO_TAXII_PASSWORD"] = server.password
         yield server.url
+
+
+def _count_types(objects: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for obj in objects:
+        kind = str(obj.get("type"))
+        counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _read_back(base_dir: Path, url: str) -> list[dict[str, Any]]:
+    """Read every object of the sightings collection back from the TAXII server, as an alliance member would."""
+    from .connector import ConnectorContext
+    from .connectors.taxii.settings import TaxiiSettings
+    from .connectors.taxii.source import TaxiiSource
+    from .settings import build_settings
+
+    settings = build_settings(
+        TaxiiSettings,
+        {"url": url, "collections": [SIGHTINGS_COLLECTION], "username": os.environ[_USER_ENV],
+         "password": {"env": "STIXBRIDGE_DEMO_TAXII_PASSWORD"}},
+        "demo read-back",
+    )  # fmt: skip
+    with TaxiiSource("read-back", settings, ConnectorContext(base_dir=base_dir)) as reader:
+        return [item.obj for page in reader.pull(None) for item in page.items if item.obj is not None]
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -151,5 +217,19 @@ def _print_report(report: dict[str, Any]) -> None:
         skipped = sum(counts.get("skipped", {}).values())
         print(f"  sink {name}: {counts['written']} written, {counts['deleted']} deleted, {skipped} skipped")
     print("  files: " + ", ".join(report["outputs"]))
+    sightings = report["sightings"]
+    if sightings:
+        print(f"  sightings read: {sightings.get('matched', 0)} matched live indicators, "
+              f"{sightings.get('unmatched', 0)} did not, {sightings.get('windows', 0)} aggregates changed")  # fmt: skip
+    for name, counts in report["published"].items():
+        if "off" in counts:
+            print(f"  publish {name}: off ({counts['off']})")
+            continue
+        types = ", ".join(f"{number} {kind}" for kind, number in sorted(counts["by_type"].items()))
+        print(f"  published to {name}: {counts['published']} objects ({types}), {counts['refused']} refused, "
+              f"{counts['failed']} failed")  # fmt: skip
+    if report["read_back"]:
+        found = ", ".join(f"{number} {kind}" for kind, number in report["read_back"].items())
+        print(f"  read back from TAXII collection {SIGHTINGS_COLLECTION}: {found}")
     for failure in report["failures"]:
         print(f"  FAILED: {failure}")

@@ -251,6 +251,10 @@ class Engine:
             state = self.store.sink_state(entry.name)
             if state == (generation, fingerprint):
                 logger.info("Sink %s is up to date; nothing to send.", entry.name)
+                try:
+                    sink.maintain()
+                except CONNECTOR_ERRORS as exc:
+                    logger.warning("Upkeep of sink %s failed and is tried again next run: %s", entry.name, exc)
                 summary.pushed[entry.name] = {"written": 0, "deleted": 0, "failed": 0, "skipped": {}}
                 continue
             try:
@@ -296,6 +300,20 @@ class Engine:
             counts["failed"],
         )  # fmt: skip
         return counts
+
+    # -- sightings ------------------------------------------------------------------------------------
+
+    def read_sightings(self, summary: RunSummary) -> None:
+        """Read every sightings reader and count new hits into per-indicator windows."""
+        from .sightings.loop import read_sightings
+
+        read_sightings(self, summary, CONNECTOR_ERRORS)
+
+    def publish(self, summary: RunSummary, only: str | None = None) -> None:
+        """Send our Sightings and Opinions to every enabled publish target (or only the named one)."""
+        from .sightings.loop import publish
+
+        publish(self, summary, CONNECTOR_ERRORS, only)
 
     # -- reviews of held pulls --------------------------------------------------------------------------
 
@@ -344,11 +362,13 @@ class Engine:
     # -- the whole job ---------------------------------------------------------------------------------
 
     def sync(self) -> RunSummary:
-        """Pull, expire and push, in that order."""
+        """Pull, expire, push, read sightings and publish, in that order."""
         summary = RunSummary()
         self.pull(summary)
         self.expire(summary)
         self.push(summary)
+        self.read_sightings(summary)
+        self.publish(summary)
         return summary
 
 

@@ -34,6 +34,9 @@ class RawItem:
     """Why the item could not be read, when ``obj`` is None."""
     size: int = 0
     """Size of the object's JSON text in bytes, when the source knows it."""
+    reason_code: str = "not-json"
+    """Quarantine code when ``obj`` is None: ``not-json`` for unreadable text, ``invalid`` for a source item
+    that could not be turned into STIX."""
 
 
 @dataclass(slots=True)

@@ -7,11 +7,12 @@ too slow for feeds of millions, so it is used only to build objects we publish.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .atoms import AtomError, atom_from_comparison
+from .atoms import AtomError, atom_from_comparison, canonical_hash_algorithm
 from .errors import InvalidInputError
 from .model import AtomLink, IndicatorRecord, Provenance, QuarantineItem, RawItem
 from .patterns import Comparison, PatternError, flatten, parse_pattern
@@ -21,6 +22,10 @@ from .tlp import Tlp, tlp_of_marking_definition, tlp_of_refs
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_OBJECT_BYTES = 1_048_576
+
+# A custom property that sources set when their own scoring (MISP decay, say) estimates an expiry; the
+# store uses it when the producer states no valid_until, and it is never published as valid_until.
+SCORE_EXPIRY_PROPERTY = "x_stixbridge_score_expiry"
 
 # Object types STIX 2.0 and 2.1 define; anything else is custom and stored as it is.
 STIX_TYPES = frozenset(
@@ -50,6 +55,12 @@ _STRENGTH = {
 }  # fmt: skip
 _STRONG = 5
 
+# The shape of most indicators in real feeds: one equality on a plain or hash property, a value with no
+# backslash and no apostrophe. Such patterns skip the general parser; anything else takes the full path.
+_SIMPLE_PATTERN = re.compile(
+    r"\[\s*([a-z0-9][a-z0-9-]*):(value|name|key|hashes\.(?:'[A-Za-z0-9-]+'|[A-Za-z0-9-]+))\s*=\s*'([^'\\]*)'\s*\]"
+)
+
 
 @dataclass
 class FeedContext:
@@ -57,6 +68,10 @@ class FeedContext:
 
     markings: dict[str, Tlp | None] = field(default_factory=dict)
     identities: dict[str, str] = field(default_factory=dict)
+    provenances: dict[tuple[Provenance, str], Provenance] = field(default_factory=dict)
+    """Provenance with each creator, built once per feed instead of once per indicator."""
+    tlps: dict[tuple[str, ...], Tlp | None] = field(default_factory=dict)
+    """TLP of each marking list seen; cleared when a marking definition is learnt."""
 
 
 @dataclass
@@ -89,7 +104,7 @@ def normalise_item(
     if item.obj is None:
         return Normalised(
             quarantine=QuarantineItem(
-                provenance, item.error or "unreadable object", raw_text=item.raw_text, reason_code="not-json"
+                provenance, item.error or "unreadable object", raw_text=item.raw_text, reason_code=item.reason_code
             )
         )
     obj = item.obj
@@ -108,6 +123,7 @@ def normalise_item(
 
     if object_type == "marking-definition":
         feed.markings[object_id] = tlp_of_marking_definition(obj)
+        feed.tlps.clear()
         return Normalised(other=obj)
     if object_type == "identity" and isinstance(obj.get("name"), str):
         feed.identities[object_id] = obj["name"]
@@ -183,10 +199,14 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
 
     created_by = obj.get("created_by_ref") if isinstance(obj.get("created_by_ref"), str) else ""
     if created_by and not provenance.created_by:
-        provenance = Provenance(provenance.source, provenance.collection, created_by)
+        key = (provenance, created_by)
+        cached = feed.provenances.get(key)
+        if cached is None:
+            cached = feed.provenances[key] = Provenance(provenance.source, provenance.collection, created_by)
+        provenance = cached
 
     refs = obj.get("object_marking_refs")
-    tlp = tlp_of_refs(refs, feed.markings, object_id=object_id) if isinstance(refs, list) else None
+    tlp = _tlp(refs, feed, object_id) if isinstance(refs, list) else None
 
     record = IndicatorRecord(
         id=object_id,
@@ -206,12 +226,25 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
         provenance=provenance,
         raw=obj if isinstance(obj, dict) else dict(obj),
     )
+    if isinstance(obj.get(SCORE_EXPIRY_PROPERTY), str):
+        record.score_expiry = _timestamp(obj, SCORE_EXPIRY_PROPERTY, False)
+
     if record.pattern_type != "stix":
         record.composite_reason = f"pattern_type {record.pattern_type!r} is not a STIX pattern; kept, not matched"
         return record
 
     _extract_atoms(record)
     return record
+
+
+def _tlp(refs: list[Any], feed: FeedContext, object_id: str) -> Tlp | None:
+    key = tuple(r for r in refs if isinstance(r, str))
+    if key in feed.tlps:
+        return feed.tlps[key]
+    level = tlp_of_refs(key, feed.markings, object_id=object_id)
+    if len(feed.tlps) < 1024:
+        feed.tlps[key] = level
+    return level
 
 
 def _text(obj: Mapping[str, Any], name: str) -> str:
@@ -221,6 +254,8 @@ def _text(obj: Mapping[str, Any], name: str) -> str:
 
 def _extract_atoms(record: IndicatorRecord) -> None:
     """Fill ``record.atoms`` and ``record.composite_reason`` from the pattern."""
+    if _extract_simple(record):
+        return
     try:
         flattened = flatten(parse_pattern(record.pattern))
     except PatternError as exc:
@@ -246,6 +281,32 @@ def _extract_atoms(record: IndicatorRecord) -> None:
         record.composite_reason = "; ".join(dict.fromkeys(reasons))
     if any(link.type.startswith("ip") and _is_src(link) for link in record.atoms):
         record.observed_direction = "src"
+
+
+def _extract_simple(record: IndicatorRecord) -> bool:
+    """Handle a one-comparison pattern without the general parser; return False to take the full path.
+
+    Gives the same atoms as the full path. Any value the fast path would judge differently (an invalid
+    atom, a property that is not an atom) goes to the full path, so errors keep their codes and wording.
+    """
+    match = _SIMPLE_PATTERN.fullmatch(record.pattern)
+    if match is None:
+        return False
+    object_type, property_path, value = match.groups()
+    if property_path.startswith("hashes."):
+        path: tuple[str, ...] = ("hashes", property_path[7:].strip("'"))
+        if canonical_hash_algorithm(path[1]) is None:
+            return False
+    else:
+        path = (property_path,)
+    try:
+        atom = atom_from_comparison(object_type, path, value)
+    except AtomError:
+        return False
+    if atom is None:
+        return False
+    record.atoms = [AtomLink(atom.type, atom.value, atom.display, "exact")]
+    return True
 
 
 def _is_src(link: AtomLink) -> bool:

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
+from typing import TYPE_CHECKING
 
-from .store.sqlite import SqliteStore
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
-def release(store: SqliteStore, qid: int, now: datetime) -> str:
+def release(engine: Engine, qid: int) -> str:
     """Mark a quarantined object released and return a sentence saying what happens next.
 
-    A released indicator that a guard stopped is let through on the next pull that brings it (the guard
-    skips ids with a released quarantine row). An object that was invalid stays invalid: releasing it only
-    clears it from ``quarantine list``.
+    An indicator or atom that the trust guard held is let through at once: it is stored now (see
+    :func:`stixbridge.trust.release.release_guard_hold`) and the guard lets it pass in later pulls. An
+    object that was invalid stays invalid: releasing it only clears it from ``quarantine list``.
     """
-    rows = store.db.execute("SELECT object_id, reason_code, raw FROM quarantine WHERE qid = ?", (qid,)).fetchone()
-    if rows is None:
+    store = engine.store
+    row = store.db.execute("SELECT object_id, reason_code, status FROM quarantine WHERE qid = ?", (qid,)).fetchone()
+    if row is None:
         return f"no quarantined object with id {qid}; see 'stixbridge quarantine list'"
-    object_id, code, raw = rows
-    store.mark_quarantine(qid, "released", now)
-    if code == "guard" and raw:
-        try:
-            obj = json.loads(raw)
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict):
-            return f"released {object_id}; it will be stored on the next pull that brings it"
+    object_id, code, status = row
+    if status == "released":
+        return f"quarantine row {qid} ({object_id or 'no id'}) was already released"
+    store.mark_quarantine(qid, "released", engine.clock())
+    if code == "guard":
+        from .trust.release import release_guard_hold
+
+        return release_guard_hold(engine, qid)
     return f"released quarantine row {qid} ({object_id or 'no id'}); the object was {code} and stays out of the store"

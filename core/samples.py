@@ -151,6 +151,8 @@ def demo_sightings(objects: list[dict[str, Any]], now: datetime, limit: int = 5)
         pattern = obj.get("pattern", "")
         if obj.get("type") != "indicator" or obj.get("revoked") or " OR " in pattern or " AND " in pattern:
             continue
+        if obj.get("valid_until") and obj["valid_until"] <= format_timestamp(now):
+            continue
         if not pattern.startswith(("[domain-name:value", "[ipv4-addr:value = '1", "[url:value")):
             continue
         value = pattern.split("'")[1]

@@ -186,10 +186,15 @@ class ElasticSink(Sink):
 
         A failure here is logged, not raised: the documents were written, and the next run tries again.
         """
-        # TODO: the engine skips an up-to-date sink without calling finish(), so a feed that stops changing
-        # gets no stamps. Until the engine calls finish() on such runs, schedule 'stixbridge elastic refresh'.
         if not complete:
             return
+        self.maintain()
+
+    def maintain(self) -> None:
+        """Stamp still-valid documents that are due; the engine calls this on runs with no changes too.
+
+        A failure here is logged, not raised: the documents were written, and the next run tries again.
+        """
         try:
             self.refresh_timestamps()
         except Exception as exc:

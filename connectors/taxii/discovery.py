@@ -96,8 +96,8 @@ class ClientConnection:
 def open_api_root(http: TaxiiHttp, settings: TaxiiConnectionSettings) -> ApiRootInfo:
     """Find the API root of ``settings`` and read its information and collections.
 
-    With ``version = "auto"`` TAXII 2.1 is tried first; a 406 (Not Acceptable) or an API root that lists
-    only 2.0 among its versions switches to TAXII 2.0.
+    With ``version = "auto"`` TAXII 2.1 is tried first. A 406 (Not Acceptable), or an API root that lists
+    only 2.0 among its versions, switches to TAXII 2.0.
 
     Raises:
         ConfigError: discovery lists several API roots, names no default, and ``api_root`` is not set.
@@ -110,7 +110,7 @@ def open_api_root(http: TaxiiHttp, settings: TaxiiConnectionSettings) -> ApiRoot
             root = _open_root(http, settings, version)
         except RemoteRejectedError as exc:
             if exc.status == 406 and version != versions[-1]:
-                logger.info("%s: the server answered 406 to TAXII %s; trying TAXII 2.0.", http.owner, version)
+                logger.info("%s: the server responded with 406 to TAXII %s; trying TAXII 2.0.", http.owner, version)
                 continue
             raise
         if settings.version == "auto" and version == "2.1" and _speaks_only_20(root):

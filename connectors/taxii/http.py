@@ -2,10 +2,11 @@
 tolerant reading of what servers in the field send.
 
 Every request has a timeout. Connection errors, timeouts, 408, 429 and 5xx (except 501 and 505) are
-retried with tenacity, honouring ``Retry-After`` in seconds or as an HTTP date, up to ``retries`` times
-and ``max_retry_seconds`` of waiting; then :class:`~stixbridge.errors.TransientError` is raised. Every
-other failure raises :class:`~stixbridge.errors.RemoteRejectedError` at once with its HTTP status, and
-for 401, 403 and 404 a message that says what to check.
+retried with tenacity, which honours ``Retry-After`` in seconds or as an HTTP date. Retries stop after
+``retries`` attempts or ``max_retry_seconds`` of waiting, and then
+:class:`~stixbridge.errors.TransientError` is raised. Every other failure raises
+:class:`~stixbridge.errors.RemoteRejectedError` at once with its HTTP status, and the message for 401,
+403 and 404 names what to check.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class TaxiiResponse:
 class TaxiiAuth(requests.auth.AuthBase):
     """Adds Basic or bearer ``Authorization`` and an API-key header to each request.
 
-    Secrets are revealed only here, as each request is prepared, so no session attribute holds them.
+    Secrets are revealed only here, as each request is prepared, so no session attribute stores them.
     """
 
     def __init__(
@@ -112,7 +113,7 @@ class TaxiiAuth(requests.auth.AuthBase):
 
 
 class _RetryableFailure(Exception):
-    """One attempt failed in a way worth retrying; tenacity sees this, callers never do."""
+    """Raised by one attempt that failed in a way worth retrying; callers get TransientError instead."""
 
     def __init__(self, reason: str, *, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -179,7 +180,7 @@ class TaxiiHttp:
 
         Raises:
             TransientError: retries were used up on connection errors, timeouts, 429 or 5xx.
-            RemoteRejectedError: any other failure, with ``status`` set when the server answered.
+            RemoteRejectedError: any other failure, with ``status`` set when the server responded.
         """
         return self._request("GET", url, accept=accept, params=params, headers=headers)
 
@@ -317,7 +318,7 @@ class TaxiiHttp:
                 url=url,
             ) from exc
         except requests.Timeout as exc:
-            raise _RetryableFailure(f"no answer within {self.timeout[1]:g} s ({type(exc).__name__})") from exc
+            raise _RetryableFailure(f"timed out after {self.timeout[1]:g} s ({type(exc).__name__})") from exc
         except requests.ConnectionError as exc:
             raise _RetryableFailure(f"connection failed: {exc}") from exc
         except requests.RequestException as exc:
@@ -369,9 +370,9 @@ class TaxiiHttp:
 
     def _check_label(self, media: str, params: dict[str, str], accept: str, url: str) -> None:
         """Accept the body whatever its JSON label, warning once per server and label when it is unexpected."""
-        wanted_media, wanted_params = parse_media_type(accept)
-        wanted_version = wanted_params.get("version")
-        if media in EXPECTED_TYPES and params.get("version", wanted_version) == wanted_version:
+        expected_media, expected_params = parse_media_type(accept)
+        expected_version = expected_params.get("version")
+        if media in EXPECTED_TYPES and params.get("version", expected_version) == expected_version:
             return
 
         label = f"{media};version={params.get('version')}" if media else "(none)"
@@ -382,7 +383,7 @@ class TaxiiHttp:
         logger.warning(
             "%s: the server labels its responses %s (a %s type) where %s was expected, first at %s; "
             "reading them as TAXII JSON anyway.",
-            self.owner, label, kind, f"{wanted_media};version={wanted_version}", url,
+            self.owner, label, kind, f"{expected_media};version={expected_version}", url,
         )  # fmt: skip
 
     def _rejection_message(self, method: str, response: requests.Response) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from email.message import Message
 
 # TAXII 2.1 (OASIS Standard, 2021): every request sends this Accept, and POST this Content-Type.
-# medallion 3.0.0 answers 406 to an Accept without the version parameter.
+# medallion 3.0.0 responds with 406 to an Accept without the version parameter.
 TAXII_21 = "application/taxii+json;version=2.1"
 # TAXII 2.0 names its types in the vnd.oasis tree and serves objects as a STIX bundle.
 TAXII_20 = "application/vnd.oasis.taxii+json; version=2.0"

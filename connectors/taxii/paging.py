@@ -1,8 +1,8 @@
 """Reading every page of a collection's objects: TAXII 2.1 ``more``/``next`` and TAXII 2.0 ``Range``.
 
-This loop is ours, not taxii2-client's ``as_pages``: in taxii2-client 2.3.0 that helper requests the first
-page again forever when a server sends ``more`` without ``next``, and ``get_objects`` returns the body
-alone, so the ``X-TAXII-Date-Added-Last`` header the checkpoint comes from is lost.
+This loop is ours, not taxii2-client's ``as_pages``. In taxii2-client 2.3.0 that helper requests the
+first page again forever when a server sends ``more`` without ``next``. Its ``get_objects`` also returns
+the body alone, which loses the ``X-TAXII-Date-Added-Last`` header the checkpoint comes from.
 
 Every pager stops on its own: a page identical to the one before (same objects, same ``next`` token),
 a ``more`` without any way to continue, or ``max_pages`` pages end the pass early with ``stop_reason``
@@ -26,7 +26,7 @@ from .timestamps import normalise_timestamp
 logger = logging.getLogger(__name__)
 
 DATE_ADDED_LAST = "X-TAXII-Date-Added-Last"
-# A ``next`` token the server no longer knows (medallion forgets them after 30 s) restarts the query from
+# A ``next`` token the server no longer accepts (medallion drops them after 30 s) restarts the query from
 # the checkpoint at most this many times in one pass.
 MAX_TOKEN_RESTARTS = 3
 
@@ -46,13 +46,13 @@ class FetchedPage:
 
 @dataclass
 class PassResult:
-    """How one pass over a collection ended."""
+    """The outcome of one pass over a collection."""
 
     complete: bool = False
     checkpoint: str | None = None
     """The last usable ``X-TAXII-Date-Added-Last`` of the pass, normalised to UTC."""
     stop_reason: str | None = None
-    """Why the pass stopped before the end, when it did."""
+    """The reason the pass stopped before the end, or None."""
     pages: int = 0
     objects: int = 0
     last_object_id: str | None = None
@@ -104,14 +104,14 @@ class Pager:
         """Halve the limit after HTTP 413, or raise when it already is ``min_limit``."""
         if self.limit <= self.min_limit:
             raise RemoteRejectedError(
-                f"{self.http.owner}: collection {self.collection.label()} answers HTTP 413 (too large) even with "
+                f"{self.http.owner}: collection {self.collection.label()} returns HTTP 413 (too large) even with "
                 f"limit {self.limit}, the min_limit; lower min_limit or ask the server's operator",
                 url=error.url,
                 status=413,
             ) from error
         smaller = max(self.min_limit, self.limit // 2)
         logger.warning(
-            "%s: collection %s answered HTTP 413 (too large) to limit %d; asking for %d objects per page.",
+            "%s: collection %s returned HTTP 413 (too large) for limit %d; requesting %d objects per page.",
             self.http.owner, self.collection.label(), self.limit, smaller,
         )  # fmt: skip
         self.limit = smaller
@@ -151,7 +151,7 @@ class Pager:
 class Taxii21Pager(Pager):
     """Pages of TAXII 2.1: the same filters on every request, plus ``next`` while the server sends one.
 
-    When the server says ``more`` without ``next``, the query is repeated with ``added_after`` set to the
+    When the server sends ``more`` without ``next``, the query is repeated with ``added_after`` set to the
     page's ``X-TAXII-Date-Added-Last``, as the TAXII 2.1 specification prescribes.
     """
 
@@ -246,19 +246,19 @@ class Taxii21Pager(Pager):
         """Continue after a rejected ``next`` token from the checkpoint, or repeat the pass from its start.
 
         NOTE: resuming at the checkpoint skips objects that share the last page's ``date_added`` but did not
-        fit on it, on servers that compare ``added_after`` exclusively; medallion gives every object of one
-        POST the same ``date_added``.
+        fit on it, on servers that compare ``added_after`` exclusively. medallion is one of them, and it
+        gives every object of one POST the same ``date_added``.
         """
         if self.result.checkpoint is not None:
             self.filters["added_after"] = self.result.checkpoint
         logger.warning(
-            "%s: collection %s rejected its next token (%s); asking again with added_after=%s.",
+            "%s: collection %s rejected its next token (%s); requesting again with added_after=%s.",
             self.http.owner, self.collection.label(), error, self.filters.get("added_after"),
         )  # fmt: skip
 
 
 class Taxii20Pager(Pager):
-    """Pages of TAXII 2.0: a ``Range: items a-b`` header per request and ``Content-Range`` in the answer.
+    """Pages of TAXII 2.0: a ``Range: items a-b`` header per request and ``Content-Range`` in the response.
 
     A 200 without ``Content-Range`` is the whole result (the server ignored Range). With an unknown total
     (``items a-b/*`` or no header on a 206) reading goes on until an empty page. A server that rejects
@@ -348,7 +348,7 @@ class Taxii20Pager(Pager):
 
 
 class RangeSyntax:
-    """Which ``Range`` form a TAXII 2.0 server takes: ``items 0-49`` (TAXII 2.0 text) or ``items=0-49``."""
+    """The ``Range`` form a TAXII 2.0 server accepts: ``items 0-49`` (TAXII 2.0 text) or ``items=0-49``."""
 
     def __init__(self) -> None:
         self.equals = False

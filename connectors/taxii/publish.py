@@ -2,9 +2,9 @@
 
 Objects are sent in envelopes (TAXII 2.1) or bundles (TAXII 2.0) kept under the API root's
 ``max_content_length``. The status resource the server returns is read again until it is complete or
-``poll_timeout`` passes. A failure for an object the server already holds with the same id and version
-counts as a success, because medallion 3.0.0 reports such a repeat as a failure although TAXII treats
-it as a no-op; the publisher reads the failed objects back to tell.
+``poll_timeout`` passes. A failure for an object the server already stores with the same id and version
+counts as a success. TAXII treats such a repeat as a no-op but medallion 3.0.0 reports it as a failure,
+so the publisher reads the failed objects back to tell the two apart.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ STATUS_LISTS: tuple[tuple[State, str], ...] = (("success", "successes"), ("failu
 
 @dataclass(frozen=True)
 class PublishOutcome:
-    """What happened to one object version."""
+    """The outcome of one object version."""
 
     object_id: str
     version: str | None
@@ -93,10 +93,13 @@ class _Encoded:
 class TaxiiPublisher(Connector):
     """Posts STIX objects to one TAXII collection and reports, per object, success, failure or pending.
 
-    Publishing shares our data with the alliance, so it is off until ``enabled = true``. Errors that
-    concern every object (401, 403, 404, an unreachable server before anything was sent) raise; errors of
-    one envelope become failures of its objects and the rest are still sent, except after a
-    :class:`TransientError`, which marks everything not yet sent as failed.
+    Publishing shares our objects with the alliance, so it is off until ``enabled = true`` is set in the
+    ``[[publish]]`` entry; the configuration passes that common key to these settings.
+
+    Errors that concern every object raise: 401, 403 and 404, and any failure while reading discovery,
+    the API root or the collections. An error of one POST turns the objects of that envelope into
+    failures and the next envelope is sent, except after a :class:`TransientError`, which marks every
+    object not yet sent as failed.
     """
 
     kind = "taxii"
@@ -142,14 +145,14 @@ class TaxiiPublisher(Connector):
         """Post ``objects`` and return what happened to each distinct (id, version).
 
         Raises:
-            ConfigError: publishing is not enabled.
+            ConfigError: publishing is off (``enabled`` is not true).
             RemoteRejectedError: the server refused the credentials, the collection or the URL.
             TransientError: the server could not be reached for discovery.
         """
         if not self.settings.enabled:
             raise ConfigError(
                 f"{self.owner} is off: publishing shares our objects with the alliance; set enabled = true in "
-                "its [[publish]] table to turn it on",
+                "its [[publish]] entry to turn it on",
                 key="enabled",
             )
         warn_about_transport(self.settings, self.owner)
@@ -190,7 +193,7 @@ class TaxiiPublisher(Connector):
     def status_outcomes(self, status_id: str) -> list[PublishOutcome]:
         """Read a status resource again and return the outcome of every object it lists.
 
-        Failures of objects the server already holds count as successes, as in :meth:`publish`.
+        Failures of objects the server already stores count as successes, as in :meth:`publish`.
         """
         root = self.api_root()
         status = self._read_status(root, status_id)
@@ -260,16 +263,29 @@ class TaxiiPublisher(Connector):
         response = self.http.post(collection.objects_url, body=body, content_type=content_type, accept=root.accept)
         result.requests += 1
         result.bytes_sent += len(body)
-        status = self._status_from(root, response.body)
-        result.status_ids.append(status.id)
-        status = self._wait_for_completion(root, status)
+
+        status_id = response.body.get("id") if isinstance(response.body, dict) else None
+        status_id = status_id if isinstance(status_id, str) else None
+        if status_id is not None:
+            result.status_ids.append(status_id)
+        try:
+            status = self._wait_for_completion(root, self._status_from(root, response.body))
+        except StixbridgeError as exc:
+            # The server accepted the POST, so the objects may be stored: they stay pending, not failed.
+            logger.warning("%s: posted %d objects, but their status could not be read: %s",
+                           self.owner, len(batch), exc)  # fmt: skip
+            for item in batch:
+                result.outcomes.append(PublishOutcome(item.object_id, item.version, "pending",
+                                                      f"posted, but the status could not be read: {exc}",
+                                                      status_id))  # fmt: skip
+            return
         self._record_status(batch, status, result)
 
     def _status_from(self, root: ApiRootInfo, body: Any) -> Any:
         client: Any = require("taxii2client.v21" if root.version == "2.1" else "taxii2client.v20", "taxii", "taxii")
         exceptions: Any = require("taxii2client.exceptions", "taxii", "taxii")
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
-            raise RemoteRejectedError(f"{self.owner}: the server's answer to the POST is not a status resource")
+            raise RemoteRejectedError(f"{self.owner}: the server's response to the POST is not a status resource")
         try:
             return client.Status(root.status_url(body["id"]), conn=ClientConnection(self.http, root.accept),
                                  status_info=body)  # fmt: skip
@@ -321,7 +337,7 @@ class TaxiiPublisher(Connector):
             result.outcomes.append(PublishOutcome(item.object_id, item.version, "failure", message))
 
     def _confirm_failures(self, root: ApiRootInfo, collection: CollectionInfo, result: PublishResult) -> None:
-        """Turn failures of objects the server already holds (same id and version) into successes."""
+        """Turn failures of objects the server already stores (same id and version) into successes."""
         failed = [o for o in result.outcomes if o.state == "failure" and o.status_id is not None]
         if not failed or not collection.can_read:
             return
@@ -341,11 +357,11 @@ class TaxiiPublisher(Connector):
             confirmed += 1
             result.outcomes[index] = PublishOutcome(
                 outcome.object_id, outcome.version, "success",
-                "the server already holds this id and version (it reported the repeat as a failure)",
+                "the server already stores this id and version (it reported the repeat as a failure)",
                 outcome.status_id,
             )  # fmt: skip
         if confirmed:
-            logger.info("%s: %d reported failures were objects the server already holds.", self.owner, confirmed)
+            logger.info("%s: %d reported failures were objects the server already stores.", self.owner, confirmed)
 
     def _versions_on_server(
         self, root: ApiRootInfo, collection: CollectionInfo, object_ids: list[str]

@@ -31,7 +31,7 @@ class TaxiiConnectionSettings(Settings):
     api_root: str | None = None
     """API root to use, as a URL or a path relative to ``url``; default: the discovery's ``default`` root."""
     version: Literal["2.1", "2.0", "auto"] = "auto"
-    """TAXII version; ``auto`` asks for 2.1 and falls back to 2.0 when the server only speaks 2.0."""
+    """TAXII version; ``auto`` requests 2.1 and falls back to 2.0 when the server only speaks 2.0."""
     username: str | None = None
     password: Secret | None = None
     token: Secret | None = None
@@ -67,6 +67,10 @@ class TaxiiConnectionSettings(Settings):
             raise ConfigError(
                 f"{where}.url must be an http:// or https:// URL with a host, got {self.url!r}", key=f"{where}.url"
             )
+        if parts.username or parts.password:
+            # The URL is shown in logs and messages, so it must not carry credentials; the value is not quoted.
+            raise ConfigError(f"{where}.url contains credentials; set username and password instead",
+                              key=f"{where}.url")  # fmt: skip
         if self.api_root is not None and not self.api_root.strip():
             raise ConfigError(f"{where}.api_root must not be empty; leave it out to use the default root",
                               key=f"{where}.api_root")  # fmt: skip
@@ -175,7 +179,7 @@ class TaxiiPublishSettings(TaxiiConnectionSettings):
     """Settings of ``publish`` entries of ``kind = "taxii"``: where our own objects are posted."""
 
     enabled: bool = False
-    """Publishing sends our objects to the alliance, so it is off until this is set to true."""
+    """Publishing sends our objects to the alliance, so it is off until ``enabled = true``."""
     collection: str = ""
     """Id or title of the collection to post to."""
     max_objects_per_request: int = 1000

@@ -4,7 +4,7 @@ The checkpoint of a collection is the ``X-TAXII-Date-Added-Last`` header of the 
 pass, never a STIX timestamp, because ``added_after`` filters on the date the server added an object.
 The source cursor is a JSON object mapping collection id to that date, so several collections share one
 cursor. Pages of a pass carry no cursor except the last, so a pass that breaks off is read again from the
-old checkpoint; the store ignores versions it already has.
+old checkpoint. The store ignores versions it already has.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .timestamps import later_timestamp, normalise_timestamp
 logger = logging.getLogger(__name__)
 
 # Pages larger than this get each object's size measured, so the engine's max_object_bytes check (1 MiB by
-# default) sees objects that could exceed it. NOTE: objects on smaller pages report size 0 (unknown), so a
+# default) catches objects that could exceed it. NOTE: objects on smaller pages report size 0 (unknown), so a
 # max_object_bytes set below this value is not enforced for them.
 SIZE_CHECK_BYTES = 1_048_576
 # How much of a non-object entry the quarantine keeps.
@@ -40,9 +40,9 @@ class TaxiiSource(Source):
     """Pulls STIX objects from the collections of one TAXII server's API root.
 
     Discovery, the API root and the collections are read on the first pull or fetch, never in the
-    constructor. One run reads each collection from its checkpoint to the end; a collection whose pass
-    stops early (the server repeats a page, or ``max_pages`` is reached) keeps its old checkpoint, the
-    other collections are still read, and the pull then raises :class:`TransientError`.
+    constructor. One run reads each collection from its checkpoint to the end. A collection whose pass
+    stops early (the server repeats a page, or ``max_pages`` is reached) keeps its old checkpoint. The
+    other collections are still read, and then the pull raises :class:`TransientError`.
     """
 
     kind = "taxii"
@@ -108,15 +108,15 @@ class TaxiiSource(Source):
             started = time.perf_counter()
 
             # Hold each page back by one so the last page of the pass can carry the new checkpoint.
-            held: Page | None = None
+            pending_page: Page | None = None
             for fetched in pager.pages():
-                if held is not None:
-                    yield held
-                held = Page(self._items(fetched.objects, fetched.url, fetched.size, collection))
+                if pending_page is not None:
+                    yield pending_page
+                pending_page = Page(self._items(fetched.objects, fetched.url, fetched.size, collection))
 
             result = pager.result
             self.passes.append((collection, result))
-            page = held if held is not None else Page([])
+            page = pending_page if pending_page is not None else Page([])
             if result.complete:
                 checkpoint = self._checkpoint(root, collection, result)
                 if checkpoint is not None:
@@ -211,7 +211,7 @@ class TaxiiSource(Source):
     # -- fetch by id ---------------------------------------------------------------------------------------
 
     def fetch_by_id(self, object_id: str, provenance: Provenance) -> list[RawItem]:
-        """Return every version the collection in ``provenance`` still holds of ``object_id``.
+        """Return every version of ``object_id`` that the collection in ``provenance`` still stores.
 
         An empty ``provenance.collection`` searches every configured collection.
 

@@ -34,5 +34,11 @@ class Sink(Connector):
     def push(self, changes: Changes) -> PushResult:
         """Write ``changes.upserts`` and remove ``changes.deletes``; report per key what happened."""
 
+    def maintain(self) -> None:
+        """Do upkeep on a run where the sink has no changes to receive (re-stamping old documents, say).
+
+        Must not write rows the engine did not send; errors are logged by the engine and do not fail the run.
+        """
+
     def finish(self, complete: bool) -> None:
         """End a push; ``complete`` is False when an earlier batch raised. Files are renamed into place here."""

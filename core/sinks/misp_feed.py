@@ -108,6 +108,8 @@ class MispFeedSink(Sink):
         self.namespace = uuid.UUID(settings.org_uuid) if settings.org_uuid else uuid.NAMESPACE_OID
         self._events: dict[str, dict[str, Any]] | None = None
         self._event_of_attribute: dict[str, str] = {}
+        # Position of each attribute in its event's list, by event; dropped whenever a list is reordered.
+        self._positions: dict[str, dict[str, int]] = {}
 
     def describe(self) -> str:
         return f"misp-feed {self.name!r}: MISP feed in {self.folder} created by {self.feed_settings.org_name!r}"
@@ -202,16 +204,28 @@ class MispFeedSink(Sink):
                 events[event_uuid] = self._new_event(event_uuid, collection, now)
 
         attributes = events[event_uuid]["Attribute"]
-        for index, existing in enumerate(attributes):
-            if existing.get("uuid") == attribute_uuid:
-                if _without_timestamp(existing) == _without_timestamp(attribute):
-                    return ""
-                attribute["timestamp"] = _later_timestamp(existing.get("timestamp"), now)
-                attributes[index] = attribute
-                return event_uuid
+        positions = self._positions_of(event_uuid, attributes)
+        index = positions.get(attribute_uuid)
+        if index is not None:
+            existing = attributes[index]
+            if _without_timestamp(existing) == _without_timestamp(attribute):
+                return ""
+            attribute["timestamp"] = _later_timestamp(existing.get("timestamp"), now)
+            attributes[index] = attribute
+            self._event_of_attribute[attribute_uuid] = event_uuid
+            return event_uuid
+        positions[attribute_uuid] = len(attributes)
         attributes.append(attribute)
         self._event_of_attribute[attribute_uuid] = event_uuid
         return event_uuid
+
+    def _positions_of(self, event_uuid: str, attributes: list[dict[str, Any]]) -> dict[str, int]:
+        """Return attribute UUID to list position for one event, built once per list order."""
+        positions = self._positions.get(event_uuid)
+        if positions is None:
+            positions = {a.get("uuid", ""): i for i, a in enumerate(attributes) if isinstance(a, dict)}
+            self._positions[event_uuid] = positions
+        return positions
 
     def _delete(self, events: dict[str, dict[str, Any]], key: str, now: datetime) -> str:
         """Remove or soft-delete the attribute of a key; return its event's UUID, or "" when it was absent."""
@@ -221,11 +235,12 @@ class MispFeedSink(Sink):
             return ""
 
         attributes = events[event_uuid]["Attribute"]
-        for index, existing in enumerate(attributes):
-            if existing.get("uuid") != attribute_uuid:
-                continue
+        index = self._positions_of(event_uuid, attributes).get(attribute_uuid)
+        if index is not None:
+            existing = attributes[index]
             if self.feed_settings.keep_deleted_days == 0:
-                del attributes[index]
+                # Marked now and dropped when the event is written, so positions stay valid meanwhile.
+                attributes[index] = {**existing, _DROP: True}
                 del self._event_of_attribute[attribute_uuid]
             elif not existing.get("deleted"):
                 attributes[index] = {
@@ -282,6 +297,7 @@ class MispFeedSink(Sink):
             event.setdefault("Tag", [])
             events[event_uuid] = event
 
+        self._positions = {}
         self._event_of_attribute = {
             attribute["uuid"]: event_uuid
             for event_uuid, event in events.items()
@@ -296,6 +312,7 @@ class MispFeedSink(Sink):
             event = events[event_uuid]
             self._prune_deleted(event, now)
             event["Attribute"].sort(key=lambda a: (a["type"], a["value"], a["uuid"]))
+            self._positions.pop(event_uuid, None)
             event["Tag"] = _event_tags(event)
             event["timestamp"] = _later_timestamp(event.get("timestamp"), now)
             event["publish_timestamp"] = event["timestamp"]
@@ -310,11 +327,16 @@ class MispFeedSink(Sink):
         cutoff = int((now - timedelta(days=self.feed_settings.keep_deleted_days)).timestamp())
         kept = []
         for attribute in event["Attribute"]:
+            if attribute.get(_DROP):
+                continue
             if attribute.get("deleted") and int(attribute.get("timestamp", 0)) < cutoff:
                 self._event_of_attribute.pop(attribute["uuid"], None)
                 continue
             kept.append(attribute)
         event["Attribute"] = kept
+
+
+_DROP = "_stixbridge_drop"
 
 
 def _collection_of(row: AtomRow) -> str:

@@ -229,6 +229,24 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_status ON outbox (target, status);
     """,
+    # 3: sighting windows keep the TLP of their indicator and version times in whole milliseconds, so each
+    # new STIX version is strictly later. No release wrote windows under version 2, so the table is rebuilt.
+    """
+    DROP TABLE sighting_windows;
+    CREATE TABLE sighting_windows (
+        object_id TEXT PRIMARY KEY,
+        object_type TEXT NOT NULL,
+        indicator_id TEXT NOT NULL,
+        window_start REAL NOT NULL,
+        tlp INTEGER,
+        count INTEGER NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        context TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        modified_ms INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -43,7 +43,7 @@ class GuardHold(QuarantineItem):
 
 @dataclass
 class GuardVerdict:
-    """What the engine does with an indicator the guard changed or skipped."""
+    """The engine's instruction for an indicator the guard changed or skipped."""
 
     keep: bool
     """True: store the (changed) indicator. False: drop it."""
@@ -65,7 +65,7 @@ class Finding:
 
 @dataclass
 class GuardState:
-    """What the guard reads from the store before a pull."""
+    """Releases and holds the guard reads from the store before a pull."""
 
     released: set[tuple[str, Atom]] = field(default_factory=set)
     """(indicator id, atom) pairs an analyst released."""
@@ -78,8 +78,8 @@ class TrustGuard:
 
     Args:
         settings: the ``[trust]`` table.
-        is_stored: returns True when an indicator id is live or pending in the store; a skipped version of
-            a stored indicator is kept without atoms so that the older version leaves the sinks.
+        is_stored: returns True when an indicator id is live or pending in the store. A skipped version of
+            a stored indicator is kept without atoms, so the older version leaves the sinks.
     """
 
     def __init__(self, settings: TrustSettings, is_stored: Callable[[str], bool] = lambda _id: False) -> None:
@@ -197,7 +197,7 @@ class TrustGuard:
 
         if len(held) == len(matchable):
             atoms = tuple((a.type, a.value) for a, _ in held)
-            reason = "every atom must not be blocked: " + "; ".join(_describe(a, f) for a, f in held) + f"; {hint}"
+            reason = "none of its atoms may be blocked: " + "; ".join(_describe(a, f) for a, f in held) + f"; {hint}"
             item = self._item(record, atoms, [f for _, fs in held for f in fs], reason, raw)
             logger.warning("Quarantined indicator %s from %s: %s", record.id, record.provenance.source, reason)
             return item if item is not None else GuardVerdict(keep=False)

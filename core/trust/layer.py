@@ -6,11 +6,13 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from ..errors import MissingExtraError
 from ..model import IndicatorRecord
 from ..store.sqlite import SqliteStore
 from . import review, state
 from .guard import TrustGuard
 from .policy import TrustSettings
+from .warninglists import lists_folder
 
 logger = logging.getLogger(__name__)
 
@@ -76,5 +78,13 @@ class TrustLayer:
             "held_reviews": review.review_rows(self.store, review.OPEN_STATUSES),
             "conflicts": state.conflicts(self.store),
             "source_weights": {p.name: p.weight for p in self.settings.sources if p.weight != 1.0},
-            "warninglists": self.guard.warninglists_missing or "checked",
+            "warninglists": _warninglists_state(),
         }
+
+
+def _warninglists_state() -> str:
+    try:
+        lists_folder()
+    except MissingExtraError as exc:
+        return f"not checked: {exc}"
+    return "checked"

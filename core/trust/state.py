@@ -1,4 +1,4 @@
-"""What the trust layer reads and writes in the state store besides indicators: releases and revocations."""
+"""Trust state in the store besides indicators: released guard holds and revoked atoms."""
 
 from __future__ import annotations
 

@@ -173,3 +173,38 @@ def test_normalise_ipv6_typed_as_ipv4_becomes_ipv6():
 def test_normalise_cidr_host_bits_quarantined_and_32_is_address():
     assert atoms(indicator(1, "[ipv4-addr:value = '198.51.100.7/32']")) == [("ipv4", "198.51.100.7", "exact")]
     assert run(indicator(2, "[ipv4-addr:value = '198.51.100.7/24']")).quarantine is not None
+
+
+def test_normalise_score_expiry_kept_apart_from_valid_until():
+    result = run(indicator(1, "[ipv4-addr:value = '198.51.100.7']", x_stixbridge_score_expiry="2024-07-01T00:00:00Z"))
+    assert result.indicator is not None
+    assert result.indicator.valid_until is None
+    assert result.indicator.score_expiry is not None
+    assert result.indicator.score_expiry.isoformat() == "2024-07-01T00:00:00+00:00"
+
+
+def test_normalise_fast_path_matches_full_parser(monkeypatch):
+    import stixbridge.normalise as normalise
+    from stixbridge.samples import generate_indicators
+
+    objects = [o for o in generate_indicators(2000) if o["type"] == "indicator"]
+    objects += [
+        indicator(9001, "[file:hashes.sha256 = 'E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855']"),
+        indicator(9002, "[ipv4-addr:value = '2001:db8::1']"),
+        indicator(9003, "[domain-name:value='Example.COM.']"),
+        indicator(9004, "[file:hashes.'SHA-256' = 'abc']"),
+        indicator(9005, "[url:value = 'hxxp://example[.]com/a']"),
+    ]
+    fast = [run(o) for o in objects]
+    monkeypatch.setattr(normalise, "_extract_simple", lambda record: False)
+    full = [run(o) for o in objects]
+    for left, right in zip(fast, full, strict=True):
+        if left.quarantine is not None or right.quarantine is not None:
+            assert left.quarantine == right.quarantine
+            continue
+        assert left.indicator is not None
+        assert right.indicator is not None
+        assert [(a.type, a.value, a.display, a.role, a.context) for a in left.indicator.atoms] == [
+            (a.type, a.value, a.display, a.role, a.context) for a in right.indicator.atoms
+        ]
+        assert left.indicator.composite_reason == right.indicator.composite_reason

@@ -1,8 +1,8 @@
 """A scripted TAXII server on 127.0.0.1 for replaying recorded exchanges against the TAXII connector.
 
-Static routes (discovery, API root, collections) answer every time. Scripted exchanges answer in order:
-a request whose path is that of the next exchange consumes it, and a query or header that differs from
-the script is recorded in ``mismatches`` and answered with 418, which the connector does not retry.
+Static routes (discovery, API root, collections) reply every time. Scripted exchanges reply in order: a
+request whose path is that of the next exchange consumes it. A query or header that differs from the
+script is recorded in ``mismatches`` and gets 418, which the connector does not retry.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class FakeTaxiiServer:
         self.requests: list[Recorded] = []
         self.mismatches: list[str] = []
         self.require_accept: str | None = None
-        """When set, a request whose Accept header lacks this text gets 406, as a TAXII 2.0 server answers."""
+        """When set, a request whose Accept header lacks this text gets 406, as from a TAXII 2.0 server."""
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
 
@@ -74,7 +74,7 @@ class FakeTaxiiServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     def route(self, path: str, reply: Reply | Callable[[Recorded], Reply], method: str = "GET") -> None:
-        """Answer every request to ``path`` with ``reply``."""
+        """Reply to every request for ``path`` with ``reply``."""
         self.static[(method, path)] = reply
 
     def expect(self, path: str, reply: Reply | Callable[[Recorded], Reply], query: dict[str, str] | None = None,

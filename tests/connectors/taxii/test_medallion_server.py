@@ -39,6 +39,11 @@ def test_server_answers_and_stops() -> None:
         # medallion 3.0.0 rejects an Accept header without the version parameter.
         unversioned = requests.get(server.url, headers={"Accept": "application/taxii+json"}, auth=auth, timeout=5)
         anonymous = requests.get(server.url, headers={"Accept": TAXII_21}, timeout=5)
+        listed = requests.get(f"{server.api_root_url}collections/", headers={"Accept": TAXII_21}, auth=auth,
+                              timeout=5).json()["collections"]  # fmt: skip
+        collection_id = server.collection_ids["alliance-demo"]
+        single = requests.get(f"{server.api_root_url}collections/{collection_id}/", headers={"Accept": TAXII_21},
+                              auth=auth, timeout=5).json()  # fmt: skip
         url = server.url
 
     assert discovery.status_code == 200
@@ -47,6 +52,8 @@ def test_server_answers_and_stops() -> None:
     assert anonymous.status_code == 401
     assert server.url.startswith("http://127.0.0.1:")
     assert server.collection_ids == {"alliance-demo": str(uuid.uuid5(COLLECTION_NAMESPACE, "alliance-demo"))}
+    assert listed == [single]
+    assert set(single) == {"id", "title", "description", "can_read", "can_write", "media_types"}
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=2)
 

@@ -67,7 +67,7 @@ def outcome_of(result: PublishResult, object_id: str) -> PublishOutcome:
 
 def writable_layout(fake: Any, **options: Any) -> None:
     taxii21_layout(fake, [{"id": COLLECTION, "title": "sightings", "can_write": True}], **options)
-    # Failed objects are read back to tell repeats from real failures; this server holds none of them.
+    # Failed objects are read back to tell repeats from real failures; this server stores none of them.
     fake.route(OBJECTS, Reply(body={}))
 
 
@@ -105,7 +105,7 @@ def test_double_publish_counts_as_success() -> None:
 
     assert len(again.succeeded) == 5
     assert again.failed == []
-    assert all("already holds" in outcome.message for outcome in again.succeeded)
+    assert all("already stores" in outcome.message for outcome in again.succeeded)
     assert {outcome.state for outcome in raw} == {"success"}
     assert len(object_ids(pages)) == 5
 
@@ -191,6 +191,21 @@ def test_status_still_pending_after_timeout(waits: list[float]) -> None:
     assert waits == [1.0] * 5
     assert len(fake.requests_to("/api1/status/s2/")) == 5
     assert [(o.state, o.status_id) for o in result.outcomes] == [("pending", "s2")]
+
+
+def test_unreadable_status_leaves_objects_pending() -> None:
+    one = sighting(1)
+    with fake_taxii_server() as fake:
+        writable_layout(fake)
+        fake.expect(OBJECTS, Reply(202, status("s3", "pending", pendings=[detail(one)])), method="POST")
+        fake.route("/api1/status/s3/", Reply(500, {"title": "InternalError"}))
+        publisher = make_publisher(f"{fake.base}/taxii2/", collection="sightings", retries=0)
+
+        result = publisher.publish([one])
+
+    assert [(o.state, o.status_id) for o in result.outcomes] == [("pending", "s3")]
+    assert "status could not be read" in result.outcomes[0].message
+    assert result.status_ids == ["s3"]
 
 
 def test_envelopes_kept_under_max_content_length() -> None:
@@ -302,22 +317,22 @@ def test_unmentioned_object_fails_and_duplicates_sent_once() -> None:
 
 
 def test_failure_of_held_version_confirmed_by_read_back() -> None:
-    held, other = sighting(1), sighting(2)
+    stored, other = sighting(1), sighting(2)
     with fake_taxii_server() as fake:
         taxii21_layout(fake, [{"id": COLLECTION, "title": "sightings", "can_write": True}])
-        fake.expect(OBJECTS, Reply(202, status("s1", "complete", failures=[detail(held, "Unable to process object"),
+        fake.expect(OBJECTS, Reply(202, status("s1", "complete", failures=[detail(stored, "Unable to process object"),
                                                                            detail(other, "Unable to process object")])),
                     method="POST")  # fmt: skip
-        # The server holds ``held`` in the posted version and ``other`` only in an older one.
+        # The server stores ``stored`` in the posted version and ``other`` only in an older one.
         older = {**other, "modified": "2024-06-01T00:00:00Z"}
-        fake.expect(OBJECTS, Reply(body={"objects": [held, older]}),
-                    {"match[id]": f"{held['id']},{other['id']}", "match[version]": "all", "limit": "1000"})  # fmt: skip
+        fake.expect(OBJECTS, Reply(body={"objects": [stored, older]}),
+                    {"match[id]": f"{stored['id']},{other['id']}", "match[version]": "all", "limit": "1000"})  # fmt: skip
         publisher = make_publisher(f"{fake.base}/taxii2/", collection="sightings")
 
-        result = publisher.publish([held, other])
+        result = publisher.publish([stored, other])
 
     assert fake.mismatches == []
-    assert outcome_of(result, held["id"]).state == "success"
+    assert outcome_of(result, stored["id"]).state == "success"
     assert outcome_of(result, other["id"]).state == "failure"
     assert outcome_of(result, other["id"]).message == "Unable to process object"
 
@@ -333,14 +348,16 @@ def test_read_only_collection_refused() -> None:
     assert fake.requests_to(OBJECTS) == []
 
 
+
 def test_disabled_publisher_sends_nothing() -> None:
     with fake_taxii_server() as fake:
         publisher = make_publisher(f"{fake.base}/taxii2/", collection="sightings", enabled=False)
 
-        with pytest.raises(ConfigError, match="enabled = true"):
+        with pytest.raises(ConfigError, match="set enabled = true"):
             publisher.publish([sighting(1)])
 
     assert fake.requests == []
+    assert "off until enabled = true" in publisher.describe()
 
 
 def test_taxii20_posts_a_bundle() -> None:

@@ -75,6 +75,13 @@ def test_invalid_setting_rejected(table: dict[str, object], message: str) -> Non
         build(**table)
 
 
+def test_credentials_in_url_rejected_unquoted() -> None:
+    with pytest.raises(ConfigError, match="url contains credentials") as caught:
+        build(url="https://member:s3cret@taxii.example.org/taxii2/")
+
+    assert "s3cret" not in str(caught.value)
+
+
 def test_basic_and_bearer_exclusive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("P", "x")
     monkeypatch.setenv("T", "y")
@@ -131,18 +138,16 @@ def test_constructor_sends_nothing(tmp_path: Path) -> None:
     assert "127.0.0.1:9" in source.describe()
 
 
+def test_publisher_off_by_default() -> None:
+    settings = build_settings(TaxiiPublishSettings, {"url": URL, "collection": "sightings"}, "publish[0]")
+
+    assert settings.enabled is False
+
+
 def test_publisher_needs_collection() -> None:
     with pytest.raises(ConfigError, match="collection is required"):
         build_settings(TaxiiPublishSettings, {"url": URL}, "publish[0]")
 
-
-def test_publisher_off_by_default(tmp_path: Path) -> None:
-    settings = build_settings(TaxiiPublishSettings, {"url": URL, "collection": "sightings"}, "publish[0]")
-    publisher = TaxiiPublisher("share", settings, ConnectorContext(base_dir=tmp_path))
-
-    with pytest.raises(ConfigError, match="set enabled = true"):
-        publisher.publish([{"type": "identity", "id": "identity--00000000-0000-4000-8000-000000000001"}])
-    assert "off until enabled" in publisher.describe()
 
 
 def test_connectors_registered_under_entry_points() -> None:
@@ -150,3 +155,53 @@ def test_connectors_registered_under_entry_points() -> None:
 
     assert load("source", "taxii") is TaxiiSource
     assert load("publish", "taxii") is TaxiiPublisher
+
+
+def test_configuration_builds_source_and_publisher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stixbridge.config import load_config
+
+    monkeypatch.setenv("ALLIANCE_TAXII_PASSWORD", "pw")
+    config_path = tmp_path / "stixbridge.toml"
+    config_path.write_text(
+        f"""
+[[sources]]
+name = "alliance"
+kind = "taxii"
+url = "{URL}"
+collections = ["indicators", "91a7b528-80eb-42ed-a74d-c6fbd5a26116"]
+username = "member"
+password = {{ env = "ALLIANCE_TAXII_PASSWORD" }}
+timeout = [5, 120]
+
+[[publish]]
+name = "alliance-share"
+kind = "taxii"
+enabled = true
+url = "{URL}"
+collection = "sightings"
+token = {{ env = "ALLIANCE_TAXII_PASSWORD" }}
+""",
+        encoding="utf-8",
+    )
+
+    config = load_config(config_path)
+
+    source = config.sources[0].connector
+    publisher = config.publish[0].connector
+    assert isinstance(source, TaxiiSource)
+    assert isinstance(publisher, TaxiiPublisher)
+    assert source.settings.timeouts() == (5.0, 120.0)
+    assert publisher.settings.enabled is True
+    assert "pw" not in repr(source) + repr(publisher) + source.describe() + publisher.describe()
+
+
+def test_configuration_error_names_key_and_line(tmp_path: Path) -> None:
+    from stixbridge.config import load_config
+
+    config_path = tmp_path / "stixbridge.toml"
+    config_path.write_text(f'[[sources]]\nkind = "taxii"\nurl = "{URL}"\nlimit = "many"\n', encoding="utf-8")
+
+    with pytest.raises(ConfigError, match="limit must be of type int, got 'many'") as caught:
+        load_config(config_path)
+
+    assert caught.value.line == 4

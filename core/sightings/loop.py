@@ -1,0 +1,83 @@
+"""The sightings loop of a run: read every reader, aggregate, then publish to every target."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from ..refetch import refetch
+from .aggregate import aggregate_pending
+from .base import SightingsReader
+from .outbox import Identity, Outbox, Publisher
+
+if TYPE_CHECKING:
+    from ..engine import Engine, RunSummary
+
+logger = logging.getLogger(__name__)
+
+
+def outbox_of(engine: Engine) -> Outbox:
+    """Return the outbox of the engine's store with the configured sharing policy and identity."""
+    identity = engine.config.identity
+    return Outbox(engine.store, engine.config.sharing, Identity(identity.id, identity.name, identity.identity_class))
+
+
+def read_sightings(engine: Engine, summary: RunSummary, errors: tuple[type[BaseException], ...]) -> None:
+    """Read every enabled ``[[sightings]]`` reader into the store, then aggregate what is pending."""
+    store = engine.store
+    report: dict[str, Any] = {"read": {}}
+    for entry in engine.config.sightings:
+        if not entry.enabled:
+            continue
+        reader = entry.connector
+        assert isinstance(reader, SightingsReader)
+        cursor_name = f"sightings:{entry.name}"
+        new = total = 0
+        try:
+            for records, cursor in reader.read(store.get_cursor(cursor_name)):
+                total += len(records)
+                new += store.add_sightings(records, cursor_name, cursor)
+        except errors as exc:
+            logger.error("Sightings reader %s failed: %s", entry.name, exc)
+            summary.failures.append(f"sightings {entry.name}: {exc}")
+        report["read"][entry.name] = {"records": total, "new": new}
+        logger.info("Sightings reader %s: %d records, %d new.", entry.name, total, new)
+
+    counts = aggregate_pending(
+        store,
+        engine.config.sharing,
+        engine.config.identity.id,
+        engine.clock(),
+        refetch=lambda object_id: refetch(engine, object_id),
+    )
+    report.update(asdict(counts))
+    summary.extra["sightings"] = report
+
+
+def publish(
+    engine: Engine, summary: RunSummary, errors: tuple[type[BaseException], ...], only: str | None = None
+) -> None:
+    """Build and send the outbox of every enabled ``[[publish]]`` target."""
+    outbox = outbox_of(engine)
+    report: dict[str, Any] = {}
+    for entry in engine.config.publish:
+        if not entry.enabled or (only and entry.name != only):
+            continue
+        publisher: Publisher = entry.connector  # type: ignore[assignment]
+        if getattr(entry.connector.settings, "enabled", True) is False:
+            # The TAXII publisher is off until its own ``enabled = true``; that is a choice, not a failure.
+            logger.info("Publish target %s is off until enabled = true is set in its [[publish]] entry.", entry.name)
+            report[entry.name] = {"off": "set enabled = true in its [[publish]] entry to publish"}
+            continue
+        try:
+            queued = outbox.enqueue(entry.name, engine.clock())
+            counts = outbox.send(publisher, engine.clock())
+        except errors as exc:
+            logger.error("Publish target %s failed: %s", entry.name, exc)
+            summary.failures.append(f"publish {entry.name}: {exc}")
+            continue
+        report[entry.name] = {"built": queued, **asdict(counts)}
+        if counts.failed:
+            summary.failures.append(f"publish {entry.name}: {counts.failed} objects failed and will be retried")
+    summary.extra["published"] = report

@@ -1,0 +1,351 @@
+"""The outbox: every object we publish, per publish target, with its state and the reason for it.
+
+States of one row (one object id at one target; a newer version replaces the row's payload):
+
+- ``pending``: built and waiting to be sent.
+- ``sending``: handed to the publisher; set and committed before the request, so a crash leaves it
+  visible. The next run sends it again, and the publisher treats an identical repeat (same id and
+  version) as a success, so nothing new reaches the target twice.
+- ``published``: the target accepted it (or reported it pending on its side).
+- ``refused``: our policy keeps it here: its TLP is above what the target may receive, or it is
+  TLP:AMBER+STRICT or TLP:RED, which never leave. Re-checked when the target's policy changes.
+- ``failed``: the target rejected it; tried again on later runs until ``max_attempts``.
+
+Building happens before sending and in its own transaction, so a crash between the two loses nothing:
+the rows are still pending on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from ..store.sqlite import SqliteStore
+from ..timeutil import format_timestamp, from_epoch
+from ..tlp import Tlp
+from .settings import NEVER_SHARED, PublishTarget, SharingSettings
+from .stix import Window, identity_object, marking_object, observed_objects, opinion_object, sighting_object
+
+logger = logging.getLogger(__name__)
+
+# Objects per publish call; the TAXII publisher splits further by the server's size limit.
+SEND_BATCH = 500
+# Referenced objects go first, so a server that checks references finds them.
+_TYPE_ORDER = {"identity": 0, "marking-definition": 1, "observed-data": 3, "sighting": 4, "opinion": 5}
+STATUSES = ("pending", "sending", "published", "refused", "failed")
+
+
+class Outcome(Protocol):
+    """One object's result in a publish call (``stixbridge.connectors.taxii.publish.PublishOutcome``)."""
+
+    object_id: str
+    version: str | None
+    state: str
+    """``success``, ``failure`` or ``pending``."""
+    message: str
+
+
+class OutcomeList(Protocol):
+    """The result of one publish call (``stixbridge.connectors.taxii.publish.PublishResult``)."""
+
+    outcomes: list[Any]
+
+
+class Publisher(Protocol):
+    """A publish target (``stixbridge.connectors.taxii.publish.TaxiiPublisher``)."""
+
+    name: str
+
+    def publish(self, objects: list[dict[str, Any]]) -> OutcomeList: ...
+
+
+@dataclass
+class PublishCounts:
+    """Counts of one publish run for one target."""
+
+    queued: int = 0
+    published: int = 0
+    refused: int = 0
+    failed: int = 0
+    pending_remote: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Our Identity as configured."""
+
+    id: str
+    name: str
+    identity_class: str
+
+
+def share_level(window_tlp: int | None, settings: SharingSettings) -> Tlp:
+    """Return the TLP a published object carries: its indicator's or our policy's, whichever is higher."""
+    policy = settings.policy_tlp
+    return policy if window_tlp is None else max(policy, Tlp(window_tlp))
+
+
+def refusal(level: Tlp, target: PublishTarget) -> str | None:
+    """Return why an object of this TLP may not go to the target, or None when it may."""
+    if level in NEVER_SHARED:
+        return f"TLP:{level.label} never leaves this organisation"
+    if level > target.tlp_ceiling:
+        return (
+            f"TLP:{level.label} is above TLP:{target.tlp_ceiling.label}, the highest this target may receive "
+            f"(max_tlp in its [[sharing.targets]] entry)"
+        )
+    return None
+
+
+class Outbox:
+    """The outbox of one store.
+
+    Args:
+        store: the state store.
+        settings: the ``[sharing]`` table.
+        identity: our Identity.
+    """
+
+    def __init__(self, store: SqliteStore, settings: SharingSettings, identity: Identity) -> None:
+        self.store = store
+        self.settings = settings
+        self.identity = identity
+
+    # -- building --------------------------------------------------------------------------------------
+
+    def enqueue(self, target_name: str, now: datetime) -> int:
+        """Build the objects of every window that changed since the target last got it; return how many."""
+        target = self.settings.target(target_name)
+        self._recheck_policy(target, now)
+        windows = list(self._changed_windows(target_name))
+        if not windows:
+            return 0
+
+        rows: list[tuple[dict[str, Any], Tlp]] = []
+        levels: set[Tlp] = set()
+        for window in windows:
+            level = share_level(window.tlp, self.settings)
+            levels.add(level)
+            rows.extend((obj, level) for obj in self._objects(window, level, target))
+        rows.append((identity_object(self.identity.id, self.identity.name, self.identity.identity_class), Tlp.CLEAR))
+        rows.extend((marking_object(level), Tlp.CLEAR) for level in sorted(levels) if level not in NEVER_SHARED)
+
+        self.store.db.execute("BEGIN IMMEDIATE")
+        try:
+            queued = sum(self._put(target, obj, level, now) for obj, level in rows)
+            self.store.db.execute("COMMIT")
+        except BaseException:
+            self.store.db.execute("ROLLBACK")
+            raise
+        return queued
+
+    def _objects(self, window: Window, level: Tlp, target: PublishTarget) -> list[dict[str, Any]]:
+        if window.object_type == "opinion":
+            return [opinion_object(window, self.identity.id, level)]
+        observed: list[dict[str, Any]] = []
+        if target.observed_fields:
+            observed = observed_objects(window, target.observed_fields, self.identity.id, level, target.name)
+        observed_id = observed[-1]["id"] if observed else None
+        return [*observed, sighting_object(window, self.identity.id, level, observed_id)]
+
+    def _changed_windows(self, target: str) -> Iterator[Window]:
+        # TODO: prune windows and outbox rows older than a retention period; this scan grows with both.
+        for row in self.store.db.execute(
+            "SELECT w.object_id, w.object_type, w.indicator_id, w.window_start, w.tlp, w.count, w.first_seen, "
+            "w.last_seen, w.context, w.created_ms, w.modified_ms, o.modified FROM sighting_windows w "
+            "LEFT JOIN outbox o ON o.target = ? AND o.object_id = w.object_id ORDER BY w.object_id",
+            (target,),
+        ).fetchall():
+            context = tuple((str(p[0]), str(p[1])) for p in json.loads(row[8]))
+            window = Window(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], context, row[9], row[10])
+            if row[11] is None or row[11] != window.modified:
+                yield window
+
+    def _put(self, target: PublishTarget, obj: dict[str, Any], level: Tlp, now: datetime) -> int:
+        """Store one object for the target unless that exact version is already there; return 1 if stored."""
+        version = str(obj.get("modified", obj.get("created", "")))
+        held = self.store.db.execute(
+            "SELECT modified, status FROM outbox WHERE target = ? AND object_id = ?", (target.name, obj["id"])
+        ).fetchone()
+        if held is not None and held[0] == version:
+            return 0
+        reason = refusal(level, target)
+        self.store.db.execute(
+            "INSERT INTO outbox (target, object_id, object_type, modified, tlp, payload, status, reason, attempts, "
+            "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (target, object_id) DO UPDATE SET "
+            "object_type = excluded.object_type, modified = excluded.modified, tlp = excluded.tlp, "
+            "payload = excluded.payload, status = excluded.status, reason = excluded.reason, attempts = 0, "
+            "updated = excluded.updated",
+            (target.name, obj["id"], obj["type"], version, int(level), json.dumps(obj, separators=(",", ":")),
+             "refused" if reason else "pending", reason, now.timestamp()),
+        )  # fmt: skip
+        return 1
+
+    def _recheck_policy(self, target: PublishTarget, now: datetime) -> None:
+        """Queue refused rows again when the target's highest TLP changed since they were refused."""
+        key = f"sharing_target:{target.name}"
+        fingerprint = target.max_tlp.lower()
+        row = self.store.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is not None and row[0] == fingerprint:
+            return
+        refused = self.store.db.execute(
+            "SELECT object_id, tlp FROM outbox WHERE target = ? AND status = 'refused'", (target.name,)
+        ).fetchall()
+        self.store.db.execute("BEGIN IMMEDIATE")
+        try:
+            for object_id, tlp in refused:
+                reason = refusal(Tlp(tlp), target)
+                status = "refused" if reason else "pending"
+                self.store.db.execute(
+                    "UPDATE outbox SET status = ?, reason = ?, updated = ? WHERE target = ? AND object_id = ?",
+                    (status, reason, now.timestamp(), target.name, object_id),
+                )
+            self.store.db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, fingerprint),
+            )
+            self.store.db.execute("COMMIT")
+        except BaseException:
+            self.store.db.execute("ROLLBACK")
+            raise
+
+    # -- sending ---------------------------------------------------------------------------------------
+
+    def send(self, publisher: Publisher, now: datetime) -> PublishCounts:
+        """Send every pending object (and failed ones with attempts left) to one target.
+
+        Raises:
+            StixbridgeError: the publisher failed for the whole call (configuration, authentication,
+                transport). The objects it was sending are back to ``pending`` with the error as reason.
+        """
+        counts = PublishCounts()
+        target = publisher.name
+        self._execute("UPDATE outbox SET status = 'pending' WHERE target = ? AND status = 'sending'", (target,))
+        while True:
+            batch = self._next_batch(target)
+            if not batch:
+                break
+            counts.queued += len(batch)
+            self._mark(target, [object_id for object_id, _, _ in batch], "sending", None, now)
+            objects = [json.loads(payload) for _, _, payload in batch]
+            try:
+                result = publisher.publish(objects)
+            except BaseException as exc:
+                self._mark(target, [object_id for object_id, _, _ in batch], "pending", f"not sent: {exc}", now)
+                raise
+            self._record(target, batch, result, counts, now)
+        if counts.queued:
+            logger.info(
+                "Publish target %s: %d objects sent, %d published, %d failed.",
+                target, counts.queued, counts.published, counts.failed,
+            )  # fmt: skip
+        return counts
+
+    def _next_batch(self, target: str) -> list[tuple[str, str, str]]:
+        rows = self.store.db.execute(
+            "SELECT object_id, object_type, modified, payload FROM outbox WHERE target = ? AND "
+            "(status = 'pending' OR (status = 'failed' AND attempts < ?)) ORDER BY object_id",
+            (target, self.settings.max_attempts),
+        ).fetchall()
+        rows.sort(key=lambda r: (_TYPE_ORDER.get(r[1], 2), r[0]))
+        return [(object_id, modified, payload) for object_id, _, modified, payload in rows[:SEND_BATCH]]
+
+    def _record(
+        self, target: str, batch: list[tuple[str, str, str]], result: OutcomeList, counts: PublishCounts, now: datetime
+    ) -> None:
+        outcomes: dict[str, Any] = {}
+        for outcome in result.outcomes:
+            outcomes.setdefault(outcome.object_id, outcome)
+        self.store.db.execute("BEGIN IMMEDIATE")
+        try:
+            for object_id, _version, _payload in batch:
+                outcome = outcomes.get(object_id)
+                object_type = object_id.split("--", 1)[0]
+                if outcome is None:
+                    self._fail(target, object_id, "the publisher reported no outcome for this object", now)
+                    counts.failed += 1
+                elif outcome.state == "success":
+                    self._set(target, object_id, "published", outcome.message or None, now)
+                    counts.published += 1
+                    counts.by_type[object_type] = counts.by_type.get(object_type, 0) + 1
+                elif outcome.state == "pending":
+                    reason = "accepted; the server is still processing it"
+                    if outcome.message:
+                        reason += f": {outcome.message}"
+                    self._set(target, object_id, "published", reason, now)
+                    counts.published += 1
+                    counts.pending_remote += 1
+                    counts.by_type[object_type] = counts.by_type.get(object_type, 0) + 1
+                else:
+                    self._fail(target, object_id, outcome.message or "rejected by the target", now)
+                    counts.failed += 1
+            self.store.db.execute("COMMIT")
+        except BaseException:
+            self.store.db.execute("ROLLBACK")
+            raise
+
+    def _set(self, target: str, object_id: str, status: str, reason: str | None, now: datetime) -> None:
+        self.store.db.execute(
+            "UPDATE outbox SET status = ?, reason = ?, updated = ? WHERE target = ? AND object_id = ?",
+            (status, reason, now.timestamp(), target, object_id),
+        )
+
+    def _fail(self, target: str, object_id: str, reason: str, now: datetime) -> None:
+        self.store.db.execute(
+            "UPDATE outbox SET status = 'failed', reason = ?, attempts = attempts + 1, updated = ? "
+            "WHERE target = ? AND object_id = ?",
+            (reason, now.timestamp(), target, object_id),
+        )
+
+    def _mark(self, target: str, object_ids: list[str], status: str, reason: str | None, now: datetime) -> None:
+        self.store.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.store.db.executemany(
+                "UPDATE outbox SET status = ?, reason = ?, updated = ? WHERE target = ? AND object_id = ?",
+                [(status, reason, now.timestamp(), target, object_id) for object_id in object_ids],
+            )
+            self.store.db.execute("COMMIT")
+        except BaseException:
+            self.store.db.execute("ROLLBACK")
+            raise
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        self.store.db.execute(sql, params)
+
+    # -- reading for people ----------------------------------------------------------------------------
+
+    def rows(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Return outbox rows, newest change first, optionally of one status."""
+        sql = "SELECT target, object_id, object_type, modified, tlp, status, reason, attempts, updated FROM outbox"
+        params: list[Any] = []
+        if status:
+            sql += " WHERE status = ?"
+            params.append(status)
+        sql += " ORDER BY updated DESC, object_id LIMIT ?"
+        params.append(limit)
+        names = ("target", "object_id", "type", "version", "tlp", "status", "reason", "attempts", "updated")
+        result = []
+        for row in self.store.db.execute(sql, params):
+            item = dict(zip(names, row, strict=True))
+            item["tlp"] = None if item["tlp"] is None else Tlp(item["tlp"]).label
+            item["updated"] = format_timestamp(from_epoch(item["updated"]))
+            result.append(item)
+        return result
+
+    def summary(self) -> dict[str, Any]:
+        """Return counts for ``stixbridge status``: records by status, outbox rows by target and status."""
+        records = dict(self.store.db.execute("SELECT status, COUNT(*) FROM sightings GROUP BY status").fetchall())
+        outbox: dict[str, dict[str, int]] = {}
+        for target, status, number in self.store.db.execute(
+            "SELECT target, status, COUNT(*) FROM outbox GROUP BY target, status ORDER BY target, status"
+        ):
+            outbox.setdefault(target, {})[status] = number
+        windows = dict(
+            self.store.db.execute("SELECT object_type, COUNT(*) FROM sighting_windows GROUP BY object_type").fetchall()
+        )
+        return {"records": records, "aggregates": windows, "outbox": outbox}
