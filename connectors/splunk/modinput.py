@@ -179,10 +179,19 @@ def status_event(stanza: str, config: Path, outcome: SyncOutcome) -> dict[str, A
         "deleted": sum(int(c.get("deleted", 0)) for c in pushed.values() if isinstance(c, dict)),
         "failed": sum(int(c.get("failed", 0)) for c in pushed.values() if isinstance(c, dict)),
         "expired": summary.get("expired", 0),
+        "sightings_read": _sum_field(summary.get("sightings", {}).get("read"), "new"),
+        "sightings_published": _sum_field(summary.get("published"), "published"),
         "quarantined": summary.get("quarantined", 0),
         "failures": summary.get("failures", []),
         "summary": summary,
     }
+
+
+def _sum_field(counts: Any, field_name: str) -> int:
+    """Return the sum of ``field_name`` over a mapping of name to counts, as the run summary nests them."""
+    if not isinstance(counts, dict):
+        return 0
+    return sum(int(c.get(field_name, 0) or 0) for c in counts.values() if isinstance(c, dict))
 
 
 @functools.cache

@@ -182,3 +182,16 @@ def test_appinspect_finds_no_failures(built: dict[str, Path], tmp_path: Path) ->
         if check["result"] in ("failure", "error")
     ]
     assert bad == []
+
+
+def test_views_are_simple_xml_1_1(built: dict[str, Path]) -> None:
+    from xml.etree import ElementTree
+
+    views = sorted((built["app"] / "default" / "data" / "ui" / "views").glob("*.xml"))
+
+    assert [view.stem for view in views] == ["stixbridge_overview", "stixbridge_setup"]
+    for view in views:
+        root = ElementTree.parse(view).getroot()
+        assert root.tag == "dashboard"
+        assert root.get("version") == "1.1"
+    ElementTree.parse(built["app"] / "default" / "data" / "ui" / "nav" / "default.xml")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -108,9 +109,10 @@ def test_second_sync_writes_nothing(config_path: Path, fake: FakeSplunk) -> None
         summary = engine.sync()
     config.close()
 
+    # The sightings reader still searches for hits; the sink sends nothing.
     assert summary.pushed["splunk"]["written"] == 0
-    # The sightings step still runs its search; nothing is written to the KV store.
-    assert [r for r in fake.log if "storage/collections" in r.path] == []
+    assert fake.write_requests() == []
+    assert fake.requests_to(contains="/storage/collections/") == []
 
 
 def test_expired_atom_leaves_splunk(config_path: Path, fake: FakeSplunk) -> None:
@@ -159,3 +161,31 @@ def test_cli_sync_and_config_check(config_path: Path, fake: FakeSplunk, capsys: 
     assert main(["-c", str(config_path), "-q", "sync"]) == 0
     # The CLI runs on the real clock, past the IPv4 indicator's valid_until, so three atoms are live.
     assert len(fake.rows(*APP)) == 3
+
+
+def test_sync_reads_splunk_sightings(config_path: Path, fake: FakeSplunk) -> None:
+    # The reader's context clock is the real one, so the hit is an hour before now.
+    seen = time.time() - 3600
+    fake.add_events(
+        "threat_activity",
+        [
+            {
+                "_time": seen,
+                "threat_key": "indicator--00000000-0000-4000-8000-000000000002",
+                "threat_collection": "ip_intel",
+                "threat_collection_key": "stixbridge-" + "a" * 40,
+                "threat_match_field": "query",
+                "threat_match_value": "c2.example.com",
+                "src": "10.1.2.3",
+            }
+        ],
+    )
+    config = load_config(config_path)
+    with SqliteStore(config.state_path) as store:
+        engine = Engine(config, store, clock=lambda: NOW)
+        first = engine.sync()
+        second = engine.sync()
+    config.close()
+
+    assert first.extra["sightings"]["read"]["splunk-hits"] == {"records": 1, "new": 1}
+    assert second.extra["sightings"]["read"]["splunk-hits"] == {"records": 0, "new": 0}

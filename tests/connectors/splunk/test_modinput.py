@@ -191,13 +191,18 @@ def test_status_event_counts_sinks() -> None:
     outcome = SyncOutcome(
         3,
         1.5,
-        summary={"pushed": {"a": {"written": 2, "deleted": 1, "failed": 0}, "b": {"written": 3, "failed": 4}}},
+        summary={
+            "pushed": {"a": {"written": 2, "deleted": 1, "failed": 0}, "b": {"written": 3, "failed": 4}},
+            "sightings": {"read": {"splunk-hits": {"records": 5, "new": 3}, "file": {"records": 1, "new": 1}}},
+            "published": {"taxii": {"built": 2, "published": 2, "failed": 0}, "misp": {"off": "set enabled"}},
+        },
         error="sink b failed",
     )
 
     event = status_event("stixbridge_sync://x", Path("/c.toml"), outcome)
 
     assert (event["written"], event["deleted"], event["failed"]) == (5, 1, 4)
+    assert (event["sightings_read"], event["sightings_published"]) == (4, 2)
     assert event["status"] == "failed"
     assert event["error"] == "sink b failed"
 
