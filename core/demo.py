@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 _USER_ENV = "STIXBRIDGE_DEMO_TAXII_USER"
 
 CONFIG_TEMPLATE = """\
-# A stixbridge configuration written by 'stixbridge demo'. Run it again with:
-#   stixbridge --config {config} sync
+# A stixbridge configuration written by 'stixbridge demo'.
+# {rerun}
 [engine]
 state = "state/stixbridge.db"
 
@@ -121,7 +121,17 @@ def run_demo(folder: Path, *, count: int = 500, use_taxii: bool = True, as_json:
         publish = TAXII_PUBLISH.format(url=url, username=username) if url else ""
         config_path = folder / "stixbridge.toml"
         config_path.write_text(
-            CONFIG_TEMPLATE.format(config=config_path, source=source, publish=publish), encoding="utf-8"
+            CONFIG_TEMPLATE.format(
+                rerun=(
+                    "Its TAXII server ran only during the demo; 'stixbridge demo --no-taxii' writes a "
+                    "configuration that reads the feed file and can be run again."
+                    if url
+                    else f"Run it again with: stixbridge --config {config_path} sync"
+                ),
+                source=source,
+                publish=publish,
+            ),
+            encoding="utf-8",
         )
         config = load_config(config_path)
         with SqliteStore(config.state_path) as store:

@@ -112,7 +112,7 @@ class FileSource(Source):
                             error=f"element {count} of {path} is not a JSON object",
                         )
         except (StreamError, UnicodeDecodeError) as exc:
-            logger.error("File %s is not a readable STIX bundle after %d objects: %s", path, count, exc)
+            # Not logged here: the engine logs the quarantined item once, with this reason.
             yield RawItem(
                 None,
                 provenance,
