@@ -45,12 +45,20 @@ class EngineSettings(Settings):
     """SQLite state file; relative paths are resolved against the configuration file's folder."""
     max_object_bytes: int = 1_048_576
     """Objects larger than this are quarantined as too large."""
+    transaction_objects: int = 5000
+    """Source pages are joined until they hold this many objects, then stored in one transaction."""
     lifetimes: dict[str, float] = field(default_factory=dict)
     """Days by atom type for indicators without valid_until; 0 means no local expiry for that type."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def validate(self, where: str) -> None:
         from .atoms import ATOM_TYPES
+
+        if self.transaction_objects < 1:
+            raise ConfigError(
+                f"{where}.transaction_objects must be at least 1, got {self.transaction_objects}",
+                key=f"{where}.transaction_objects",
+            )
 
         for name, days in self.lifetimes.items():
             if name != "default" and name not in ATOM_TYPES:

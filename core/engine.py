@@ -14,7 +14,7 @@ import requests
 
 from .config import Config, ConnectorEntry
 from .errors import NotFoundError, StixbridgeError
-from .model import AtomRow, Changes, DeliveredRow, IndicatorRecord, Provenance, QuarantineItem
+from .model import AtomRow, Changes, DeliveredRow, IndicatorRecord, Page, Provenance, QuarantineItem, RawItem
 from .normalise import FeedContext, normalise_item
 from .progress import Progress
 from .secrets import mask_mapping
@@ -132,7 +132,7 @@ class Engine:
         if self.trust.needs_staging(entry.name):
             # The blast-radius guard counts the whole pull before anything of it is stored.
             stager = self.trust.stager(entry.name, self.clock(), self.config.engine.max_object_bytes)
-            for page in source.pull(cursor):
+            for page in coalesce_pages(source.pull(cursor), self.config.engine.transaction_objects):
                 stager.stage(page)
                 progress.advance(len(page.items))
             if self.trust.judge(stager):
@@ -143,7 +143,7 @@ class Engine:
                 self._ingest_page(cursor_name, page.items, page.cursor, feed, counts)
             close_review(self.store, stager.review_id, APPLIED, self.clock())
         else:
-            for page in source.pull(cursor):
+            for page in coalesce_pages(source.pull(cursor), self.config.engine.transaction_objects):
                 self._ingest_page(cursor_name, page.items, page.cursor, feed, counts)
                 progress.advance(len(page.items))
 
@@ -417,3 +417,27 @@ def diff_rows(
             changes = Changes()
     if changes:
         yield changes
+
+
+def coalesce_pages(pages: Iterator[Page], min_items: int) -> Iterator[Page]:
+    """Join consecutive pages until they hold ``min_items`` objects, so one transaction stores several.
+
+    The joined page carries the last cursor any of its pages set, and is complete when its last page is.
+    Storing it in one transaction keeps the rule that a cursor is stored with everything before it; a
+    crash loses at most the pages of one joined page, which the source sends again. Commits cost tens of
+    milliseconds each, so a TAXII pull with 500-object pages spent a third of its time committing.
+    """
+    items: list[RawItem] = []
+    cursor: str | None = None
+    complete = False
+    for page in pages:
+        items.extend(page.items)
+        if page.cursor is not None:
+            cursor = page.cursor
+        complete = page.complete
+        if len(items) >= min_items or complete:
+            yield Page(items, cursor=cursor, complete=complete)
+            items, cursor, complete = [], None, False
+    if items or cursor is not None:
+        yield Page(items, cursor=cursor, complete=complete)
+

@@ -162,6 +162,7 @@ def test_engine_pull_killed_midway_loses_nothing(tmp_path):
             f"""
             [engine]
             state = "state.db"
+            transaction_objects = 50
             [[sources]]
             name = "feed"
             kind = "file"
@@ -217,3 +218,15 @@ def test_config_rejects_with_key(tmp_path, data, message):
 
     with pytest.raises(ConfigError, match=message):
         build_config(data, base_dir=tmp_path)
+
+
+def test_coalesce_pages_keeps_last_cursor_and_completion():
+    from stixbridge.engine import coalesce_pages
+    from stixbridge.model import Page, Provenance, RawItem
+
+    item = RawItem({"id": "x"}, Provenance("s"))
+    pages = [Page([item] * 3, cursor="a"), Page([item] * 3), Page([item] * 3, cursor="b", complete=True), Page([item])]
+    joined = list(coalesce_pages(iter(pages), 5))
+    assert [len(p.items) for p in joined] == [6, 3, 1]
+    assert [p.cursor for p in joined] == ["a", "b", None]
+    assert [p.complete for p in joined] == [False, True, False]

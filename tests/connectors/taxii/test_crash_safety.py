@@ -36,6 +36,8 @@ def write_config(folder: Path, server: MedallionServer, state: str) -> Path:
         f"""
 [engine]
 state = "{state}.db"
+# Store every 10-object page in its own transaction, so a kill lands between commits.
+transaction_objects = 10
 
 [[sources]]
 name = "alliance"
