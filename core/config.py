@@ -27,7 +27,7 @@ DEFAULT_CONFIG_NAME = "stixbridge.toml"
 IDENTITY_NAMESPACE = uuid.UUID("6f0a0d7e-5c1b-4f55-9e3c-2b8d7f4a9c10")
 
 # Days an indicator without valid_until stays live, by atom type. IPs change hands quickly, domains and
-# URLs less so, file hashes never; these follow common practice in TIP decay models and can be overridden.
+# URLs less so, file hashes never; the numbers are starting estimates, meant to be tuned per alliance.
 DEFAULT_LIFETIME_DAYS: dict[str, float] = {
     "ipv4": 30, "ipv6": 30, "ipv4-cidr": 30, "ipv6-cidr": 30, "domain": 90, "url": 90, "email": 180,
     "md5": 365, "sha1": 365, "sha256": 365, "sha512": 365, "sha3-256": 365, "sha3-512": 365,

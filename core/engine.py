@@ -28,7 +28,7 @@ from .trust.review import APPLIED, REJECTED, close_review, last_cursor, review_s
 
 logger = logging.getLogger(__name__)
 
-# Exit codes of the command line, documented in docs/cli.md.
+# Exit codes of the command line, listed in the README and in `stixbridge --help`.
 EXIT_OK = 0
 EXIT_QUARANTINED = 1
 EXIT_CONFIG = 2
