@@ -3,21 +3,24 @@
 Layout, as MISP reads it: ``manifest.json`` maps each event UUID to the event's metadata (MISP fetches
 an event again only when its ``timestamp`` there is newer than its own copy), ``hashes.csv`` lists
 ``md5(value),event_uuid`` per value for MISP's feed correlation, and ``<event_uuid>.json`` holds each
-event as ``{"Event": {...}}``. There is one event per source collection.
+event as ``{"Event": {...}}``. Each source collection has one event, and more when it outgrows
+``max_attributes_per_event``.
 
 UUIDs are stable so that MISP updates its copy instead of adding a new one: an event's is uuid5 of the
-collection name and an attribute's is uuid5 of the row key, both under the ``org_uuid`` namespace, so
-two organisations publishing the same atoms never share an attribute UUID. An atom carried by several
-collections is listed once, in the event of the first collection that reached the sink.
+collection name (and part number after the first) and an attribute's is uuid5 of the row key, both
+under the ``org_uuid`` namespace, so two organisations publishing the same atoms never share an
+attribute UUID. An atom carried by several collections is listed once, in an event of the first
+collection that reached the sink.
 
 MISP ignores attributes that vanish from a feed event, so an expired atom stays in its event as a
 soft-deleted attribute (``deleted: true``, ``to_ids: false``, new timestamp), which MISP's
 synchronisation applies, for ``keep_deleted_days`` days; after that it is dropped from the file.
 With ``keep_deleted_days = 0`` it is dropped at once.
 
-The files are the sink's state: a push reads them once, applies the changes and rewrites the events it
-changed, then ``hashes.csv`` and ``manifest.json`` when their content differs, each file atomically
-and the manifest last, so MISP never finds a manifest entry without its event file.
+The files are the sink's state. The first push of a run reads every event once to index it. Each push
+then rewrites the events it changed, then ``hashes.csv`` and ``manifest.json`` when their content
+differs, each file atomically and the manifest last, so MISP never finds a manifest entry without its
+event file.
 """
 
 from __future__ import annotations
