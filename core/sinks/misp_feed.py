@@ -150,17 +150,19 @@ class MispFeedSink(Sink):
         index = self._load()
         now = self.context.clock()
 
-        work: dict[str, list[tuple[str, dict[str, Any] | None]]] = {}
+        # Rows, not attributes, wait here: the attribute is built when its event is loaded, which keeps
+        # a batch's attributes out of memory until their event's turn.
+        work: dict[str, list[tuple[str, AtomRow | None]]] = {}
         written: list[str] = []
         for row in changes.upserts:
-            attribute = self._attribute(row, now)
-            if attribute is None:
+            if not self.accepts(row):
                 why = MISP_UNSUPPORTED.get(row.type, "no MISP attribute type for this type")
                 reason = f"atom type {row.type}: {why}"
                 result.skipped[reason] = result.skipped.get(reason, 0) + 1
                 continue
-            target = index.event_of(attribute["uuid"]) or self._event_with_room(index, _collection_of(row))
-            work.setdefault(target, []).append((attribute["uuid"], attribute))
+            attribute_uuid = self.attribute_uuid(row.key)
+            target = index.event_of(attribute_uuid) or self._event_with_room(index, _collection_of(row))
+            work.setdefault(target, []).append((attribute_uuid, row))
             written.append(row.key)
 
         deleted: list[str] = []
@@ -231,7 +233,7 @@ class MispFeedSink(Sink):
                 return event_uuid
         raise AssertionError("unreachable")
 
-    def _apply(self, index: _FeedIndex, work: dict[str, list[tuple[str, dict[str, Any] | None]]],
+    def _apply(self, index: _FeedIndex, work: dict[str, list[tuple[str, AtomRow | None]]],
                now: datetime) -> None:
         """Change and write each event that has work, one at a time, then ``hashes.csv`` and the manifest.
 
@@ -258,16 +260,17 @@ class MispFeedSink(Sink):
                 index.write_hashes(self.folder / HASHES, spool, fresh)
         _write_if_different(self.folder / MANIFEST, _dump(dict(sorted(index.manifest.items()))))
 
-    def _change_event(self, event: dict[str, Any], work: list[tuple[str, dict[str, Any] | None]],
-                      now: datetime) -> bool:
+    def _change_event(self, event: dict[str, Any], work: list[tuple[str, AtomRow | None]], now: datetime) -> bool:
         attributes = event["Attribute"]
         positions = {a.get("uuid", ""): i for i, a in enumerate(attributes) if isinstance(a, dict)}
         changed = False
-        for attribute_uuid, attribute in work:
+        for attribute_uuid, row in work:
             position = positions.get(attribute_uuid)
-            if attribute is None:
+            if row is None:
                 changed |= position is not None and self._delete(attributes, position, now)
                 continue
+            attribute = self._attribute(row, now)
+            assert attribute is not None, "push skips rows without a MISP attribute type"
             if position is None:
                 positions[attribute_uuid] = len(attributes)
                 attributes.append(attribute)
@@ -305,7 +308,10 @@ class MispFeedSink(Sink):
         event["Tag"] = _event_tags(event)
         event["timestamp"] = _later_timestamp(event.get("timestamp"), now)
         event["publish_timestamp"] = event["timestamp"]
-        write_text_atomic(self.folder / f"{event_uuid}.json", _dump({"Event": event}))
+        with atomic_writer(self.folder / f"{event_uuid}.json", newline="") as stream:
+            # json.dumps with indent joins a list of every small piece, several times the text's size.
+            json.dump({"Event": event}, stream, ensure_ascii=False, sort_keys=True, indent=1)
+            stream.write("\n")
 
         for attribute_uuid in removed:
             index.forget_attribute(attribute_uuid)
