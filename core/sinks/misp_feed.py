@@ -183,6 +183,10 @@ class MispFeedSink(Sink):
             reason = f"writing the MISP feed in {self.folder} failed: {exc}"
             result.failed.update(dict.fromkeys(written + deleted, reason))
             return result
+        except BaseException:
+            # A bad event file or an interrupt may leave the index ahead of the files.
+            self._forget()
+            raise
 
         result.written.extend(written)
         result.deleted.extend(deleted)
@@ -242,7 +246,12 @@ class MispFeedSink(Sink):
         with tempfile.TemporaryFile() as spool:
             fresh: dict[str, tuple[int, int]] = {}
             for event_uuid in sorted(work):
-                event = self._read_event(event_uuid) if event_uuid in index.manifest else None
+                event = None
+                if event_uuid in index.manifest:
+                    event = self._read_event(event_uuid)
+                    if event is None:
+                        # Read at the start of the run, so someone removed it since; the next run rebuilds.
+                        raise FileNotFoundError(f"MISP feed event file {self.folder / event_uuid}.json vanished")
                 if event is None:
                     collection, part = index.planned.get(event_uuid) or (event_uuid, 0)
                     event = self._new_event(event_uuid, collection, part, now)

@@ -565,3 +565,19 @@ def test_max_attributes_validated() -> None:
     with pytest.raises(ConfigError, match="max_attributes_per_event must be 1 or more, got 0"):
         build_settings(MispFeedSettings, values, "sinks[2]")
     assert MispFeedSettings().max_attributes_per_event == 10_000
+
+
+def test_event_removed_mid_run_fails_rows(context: ConnectorContext, tmp_path: Path) -> None:
+    sink = make_sink(context)
+    first, second = ip_rows(2)
+    sink.push(Changes(upserts=[first]))
+    (tmp_path / "feed" / f"{sink.event_uuid('collection-a')}.json").unlink()
+
+    result = sink.push(Changes(upserts=[second]))
+
+    assert list(result.failed) == [second.key]
+    assert "vanished" in result.failed[second.key]
+    retry = sink.push(Changes(upserts=[first, second]))
+    assert sorted(retry.written) == sorted([first.key, second.key])
+    attributes = attributes_by_uuid(tmp_path / "feed", sink.event_uuid("collection-a"))
+    assert sorted(attributes) == sorted(sink.attribute_uuid(r.key) for r in (first, second))
