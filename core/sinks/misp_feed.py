@@ -405,11 +405,11 @@ class MispFeedSink(Sink):
 class _FeedIndex:
     """What a push needs to know about the events it does not load.
 
-    ``events`` maps the integer of each attribute UUID to its event's position in ``event_uuids``: an
-    integer key and a shared small value cost about 80 bytes an attribute, where two UUID strings would
-    cost about 250. ``hashes.csv`` holds each event's lines together, events in UUID order, and
-    ``sections`` holds the length of each event's part, so a push copies the parts of the events it did
-    not change from the old file.
+    ``events`` maps the integer of each attribute UUID to its event's position in ``event_uuids``. That
+    costs about 96 bytes an attribute (measured with tracemalloc on CPython 3.11), against about 123 for
+    a UUID string mapped to a shared event UUID string. ``hashes.csv`` keeps each event's lines together,
+    events in UUID order, and ``sections`` stores the length of each event's part, so a push copies the
+    parts of the events it did not change from the old file.
     """
 
     def __init__(self) -> None:
