@@ -10,6 +10,7 @@ The folder is fsync'ed afterwards so the rename itself survives a power cut (POS
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import logging
 import os
 import tempfile
@@ -27,7 +28,7 @@ DEFAULT_MODE = 0o644
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path, *, newline: str | None = None) -> Iterator[IO[str]]:
+def atomic_writer(path: Path, *, newline: str | None = None, keep_if_same: bool = False) -> Iterator[IO[str]]:
     """Open a UTF-8 text stream whose content replaces ``path`` when the ``with`` block ends without error.
 
     An exception inside the block deletes the temporary file and leaves ``path`` as it was. An existing
@@ -36,6 +37,9 @@ def atomic_writer(path: Path, *, newline: str | None = None) -> Iterator[IO[str]
     Args:
         path: the file to create or replace; its folder must exist.
         newline: passed to :func:`open`; use ``""`` for the ``csv`` module.
+        keep_if_same: compare the written bytes with ``path`` and leave ``path`` untouched (same
+            modification time) when they are equal. The comparison reads both files in chunks, so it
+            suits files too large to hold in memory.
 
     Raises:
         OSError: the temporary file could not be written, synced or renamed.
@@ -47,6 +51,9 @@ def atomic_writer(path: Path, *, newline: str | None = None) -> Iterator[IO[str]
         with open(descriptor, "w", encoding="utf-8", newline=newline) as stream:
             yield stream
             stream.flush()
+            if keep_if_same and _same_content(temp_path, path):
+                temp_path.unlink()
+                return
             os.fsync(stream.fileno())
         os.chmod(temp_path, _mode_of(path))
         os.replace(temp_path, path)
@@ -73,6 +80,13 @@ def resolve_output_path(base_dir: Path, configured: str) -> Path:
     if not path.is_absolute():
         path = base_dir / path
     return path
+
+
+def _same_content(first: Path, second: Path) -> bool:
+    try:
+        return filecmp.cmp(first, second, shallow=False)
+    except FileNotFoundError:
+        return False
 
 
 def _mode_of(path: Path) -> int:

@@ -3,41 +3,45 @@
 Layout, as MISP reads it: ``manifest.json`` maps each event UUID to the event's metadata (MISP fetches
 an event again only when its ``timestamp`` there is newer than its own copy), ``hashes.csv`` lists
 ``md5(value),event_uuid`` per value for MISP's feed correlation, and ``<event_uuid>.json`` holds each
-event as ``{"Event": {...}}``. There is one event per source collection.
+event as ``{"Event": {...}}``. Each source collection has one event, and more when it outgrows
+``max_attributes_per_event``.
 
 UUIDs are stable so that MISP updates its copy instead of adding a new one: an event's is uuid5 of the
-collection name and an attribute's is uuid5 of the row key, both under the ``org_uuid`` namespace, so
-two organisations publishing the same atoms never share an attribute UUID. An atom carried by several
-collections is listed once, in the event of the first collection that reached the sink.
+collection name (and part number after the first) and an attribute's is uuid5 of the row key, both
+under the ``org_uuid`` namespace, so two organisations publishing the same atoms never share an
+attribute UUID. An atom carried by several collections is listed once, in an event of the first
+collection that reached the sink.
 
 MISP ignores attributes that vanish from a feed event, so an expired atom stays in its event as a
 soft-deleted attribute (``deleted: true``, ``to_ids: false``, new timestamp), which MISP's
 synchronisation applies, for ``keep_deleted_days`` days; after that it is dropped from the file.
 With ``keep_deleted_days = 0`` it is dropped at once.
 
-The files are the sink's state: a push reads them once, applies the changes and rewrites the events it
-changed, then ``hashes.csv`` and ``manifest.json`` when their content differs, each file atomically
-and the manifest last, so MISP never finds a manifest entry without its event file.
+The files are the sink's state. The first push of a run reads every event once to index it. Each push
+then rewrites the events it changed, then ``hashes.csv`` and ``manifest.json`` when their content
+differs, each file atomically and the manifest last, so MISP never finds a manifest entry without its
+event file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import tempfile
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from ..connector import ConnectorContext
 from ..errors import ConfigError
 from ..model import AtomRow, Changes, PushResult
 from ..settings import Settings
 from ..tlp import Tlp
-from .atomic import resolve_output_path, write_text_atomic
+from .atomic import atomic_writer, resolve_output_path, write_text_atomic
 from .base import Sink
 from .mapping import MISP_UNSUPPORTED, misp_attribute_type, misp_value
 
@@ -72,6 +76,9 @@ class MispFeedSettings(Settings):
     """UUID of that organisation; also the namespace of every event and attribute UUID."""
     keep_deleted_days: int = 30
     """Days an expired atom stays in its event as a soft-deleted attribute; 0 drops it at once."""
+    max_attributes_per_event: int = 10_000
+    """Attributes (soft-deleted ones included) after which a collection's new atoms go to its next event.
+    MISP loads a whole event to show or synchronise it, so events of millions of attributes stall it."""
 
     def validate(self, where: str) -> None:
         if not self.path.strip():
@@ -87,18 +94,31 @@ class MispFeedSettings(Settings):
                 "such as the one MISP shows on its organisation page",
                 key=f"{where}.org_uuid",
             ) from None
+        if self.max_attributes_per_event < 1:
+            raise ConfigError(
+                f"{where}.max_attributes_per_event must be 1 or more, got {self.max_attributes_per_event}",
+                key=f"{where}.max_attributes_per_event",
+            )
         if self.keep_deleted_days < 0:
             raise ConfigError(f"{where}.keep_deleted_days must be 0 or more, got {self.keep_deleted_days}",
                               key=f"{where}.keep_deleted_days")
 
 
 class MispFeedSink(Sink):
-    """Writes live atoms as a MISP feed: one event per source collection, one attribute per atom."""
+    """Writes live atoms as a MISP feed: events of at most ``max_attributes_per_event`` attributes per source
+    collection, one attribute per atom.
+
+    Memory stays flat as the feed grows: between pushes the sink keeps only a map of attribute UUID (as an
+    integer) to event, each event's attribute count and manifest entry, and each event's ``hashes.csv``
+    lines in an anonymous temporary file. A push groups its changes by event and loads, changes, writes
+    and drops one event at a time.
+    """
 
     kind: ClassVar[str] = "misp-feed"
     settings_class: ClassVar[type[Settings]] = MispFeedSettings
-    # Each push rewrites the events it touches, so fewer, larger batches mean fewer rewrites.
-    batch_size: ClassVar[int] = 100_000
+    # A push holds one event at a time, but rewrites hashes.csv and the manifest; 20,000 changes keep
+    # the engine's batch small while a million atoms still take only about 50 rewrites of those files.
+    batch_size: ClassVar[int] = 20_000
 
     def __init__(self, name: str, settings: Settings, context: ConnectorContext) -> None:
         super().__init__(name, settings, context)
@@ -106,10 +126,7 @@ class MispFeedSink(Sink):
         self.feed_settings = settings
         self.folder = resolve_output_path(context.base_dir, settings.path)
         self.namespace = uuid.UUID(settings.org_uuid) if settings.org_uuid else uuid.NAMESPACE_OID
-        self._events: dict[str, dict[str, Any]] | None = None
-        self._event_of_attribute: dict[str, str] = {}
-        # Position of each attribute in its event's list, by event; dropped whenever a list is reordered.
-        self._positions: dict[str, dict[str, int]] = {}
+        self._index: _FeedIndex | None = None
 
     def describe(self) -> str:
         return f"misp-feed {self.name!r}: MISP feed in {self.folder} created by {self.feed_settings.org_name!r}"
@@ -120,47 +137,56 @@ class MispFeedSink(Sink):
     def begin(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         # Re-read the files on every run: someone may have edited or replaced them in between.
-        self._events = None
+        self._forget()
+
+    def finish(self, complete: bool) -> None:
+        self._forget()
 
     def push(self, changes: Changes) -> PushResult:
         result = PushResult()
         if not changes:
             return result
         self.folder.mkdir(parents=True, exist_ok=True)
-        events = self._load()
+        index = self._load()
         now = self.context.clock()
 
-        changed: set[str] = set()
+        # Rows, not attributes, wait here: the attribute is built when its event is loaded, which keeps
+        # a batch's attributes out of memory until their event's turn.
+        work: dict[str, list[tuple[str, AtomRow | None]]] = {}
         written: list[str] = []
-        skipped: Counter[str] = Counter()
         for row in changes.upserts:
-            event_uuid = self._upsert(events, row, now)
-            if event_uuid is None:
+            if not self.accepts(row):
                 why = MISP_UNSUPPORTED.get(row.type, "no MISP attribute type for this type")
-                skipped[f"atom type {row.type}: {why}"] += 1
+                reason = f"atom type {row.type}: {why}"
+                result.skipped[reason] = result.skipped.get(reason, 0) + 1
                 continue
-            if event_uuid:
-                changed.add(event_uuid)
+            attribute_uuid = self.attribute_uuid(row.key)
+            target = index.event_of(attribute_uuid) or self._event_with_room(index, _collection_of(row))
+            work.setdefault(target, []).append((attribute_uuid, row))
             written.append(row.key)
 
         deleted: list[str] = []
         for delivered in changes.deletes:
-            event_uuid = self._delete(events, delivered.key, now)
-            if event_uuid:
-                changed.add(event_uuid)
+            attribute_uuid = self.attribute_uuid(delivered.key)
+            event_uuid = index.event_of(attribute_uuid)
+            if event_uuid is not None:
+                work.setdefault(event_uuid, []).append((attribute_uuid, None))
             deleted.append(delivered.key)
 
-        result.skipped.update(skipped)
         try:
-            self._write(events, changed, now)
+            self._apply(index, work, now)
         except OSError as exc:
             logger.error("Writing MISP feed in %s failed: %s; its changes will be sent again next run.",
                          self.folder, exc)
             # Start again from the files on disk; the manifest and hashes are rebuilt from the events.
-            self._events = None
+            self._forget()
             reason = f"writing the MISP feed in {self.folder} failed: {exc}"
             result.failed.update(dict.fromkeys(written + deleted, reason))
             return result
+        except BaseException:
+            # A bad event file or an interrupt may leave the index ahead of the files.
+            self._forget()
+            raise
 
         result.written.extend(written)
         result.deleted.extend(deleted)
@@ -170,19 +196,20 @@ class MispFeedSink(Sink):
         """Return the UUID of the attribute written for a row key."""
         return str(uuid.uuid5(self.namespace, key))
 
-    def event_uuid(self, collection: str) -> str:
-        """Return the UUID of the event that contains a collection's atoms."""
-        return str(uuid.uuid5(self.namespace, f"collection:{collection}"))
+    def event_uuid(self, collection: str, part: int = 0) -> str:
+        """Return the UUID of a collection's event; part 0 is the first, later parts take the overflow."""
+        name = f"collection:{collection}" if part == 0 else f"collection:{collection}:part:{part}"
+        return str(uuid.uuid5(self.namespace, name))
 
-    def _upsert(self, events: dict[str, dict[str, Any]], row: AtomRow, now: datetime) -> str | None:
-        """Apply one row; return the changed event's UUID, "" when nothing changed, None when skipped."""
+    def _forget(self) -> None:
+        self._index = None
+
+    def _attribute(self, row: AtomRow, now: datetime) -> dict[str, Any] | None:
         misp_type = misp_attribute_type(row.type, row.direction)
         if misp_type is None:
             return None
-
-        attribute_uuid = self.attribute_uuid(row.key)
         attribute: dict[str, Any] = {
-            "uuid": attribute_uuid,
+            "uuid": self.attribute_uuid(row.key),
             "type": misp_type.type,
             "category": misp_type.category,
             "value": misp_value(row.type, row.value),
@@ -194,70 +221,115 @@ class MispFeedSink(Sink):
             "Tag": _attribute_tags(row),
         }
         attribute.update(_seen_fields(row))
+        return attribute
 
-        # An attribute stays in the event it was first written to.
-        event_uuid = self._event_of_attribute.get(attribute_uuid)
-        if event_uuid is None:
-            collection = _collection_of(row)
-            event_uuid = self.event_uuid(collection)
-            if event_uuid not in events:
-                events[event_uuid] = self._new_event(event_uuid, collection, now)
+    def _event_with_room(self, index: _FeedIndex, collection: str) -> str:
+        """Return the first event of a collection with room for one more attribute, and count it there."""
+        for part in itertools.count():
+            event_uuid = self.event_uuid(collection, part)
+            count = index.counts.get(event_uuid)
+            if count is None:
+                index.planned[event_uuid] = (collection, part)
+                index.counts[event_uuid] = 1
+                return event_uuid
+            if count < self.feed_settings.max_attributes_per_event:
+                index.counts[event_uuid] = count + 1
+                return event_uuid
+        raise AssertionError("unreachable")
 
-        attributes = events[event_uuid]["Attribute"]
-        positions = self._positions_of(event_uuid, attributes)
-        index = positions.get(attribute_uuid)
-        if index is not None:
-            existing = attributes[index]
-            if _without_timestamp(existing) == _without_timestamp(attribute):
-                return ""
-            attribute["timestamp"] = _later_timestamp(existing.get("timestamp"), now)
-            attributes[index] = attribute
-            self._event_of_attribute[attribute_uuid] = event_uuid
-            return event_uuid
-        positions[attribute_uuid] = len(attributes)
-        attributes.append(attribute)
-        self._event_of_attribute[attribute_uuid] = event_uuid
-        return event_uuid
+    def _apply(self, index: _FeedIndex, work: dict[str, list[tuple[str, AtomRow | None]]],
+               now: datetime) -> None:
+        """Change and write each event that has work, one at a time, then ``hashes.csv`` and the manifest.
 
-    def _positions_of(self, event_uuid: str, attributes: list[dict[str, Any]]) -> dict[str, int]:
-        """Return attribute UUID to list position for one event, built once per list order."""
-        positions = self._positions.get(event_uuid)
-        if positions is None:
-            positions = {a.get("uuid", ""): i for i, a in enumerate(attributes) if isinstance(a, dict)}
-            self._positions[event_uuid] = positions
-        return positions
+        The hash lines of changed events wait in an anonymous temporary file, so memory holds one event.
+        """
+        with tempfile.TemporaryFile() as spool:
+            fresh: dict[str, tuple[int, int]] = {}
+            for event_uuid in sorted(work):
+                event = None
+                if event_uuid in index.manifest:
+                    event = self._read_event(event_uuid)
+                    if event is None:
+                        # Read at the start of the run, so someone removed it since; the next run rebuilds.
+                        raise FileNotFoundError(f"MISP feed event file {self.folder / event_uuid}.json vanished")
+                if event is None:
+                    collection, part = index.planned.get(event_uuid) or (event_uuid, 0)
+                    event = self._new_event(event_uuid, collection, part, now)
+                if self._change_event(event, work[event_uuid], now):
+                    lines = self._write_event(index, event, now)
+                    fresh[event_uuid] = (spool.tell(), len(lines))
+                    spool.write(lines)
+                else:
+                    # Planned counts may include attributes that the event already had.
+                    index.counts[event_uuid] = len(event["Attribute"])
+                del event
 
-    def _delete(self, events: dict[str, dict[str, Any]], key: str, now: datetime) -> str:
-        """Remove or soft-delete the attribute of a key; return its event's UUID, or "" when it was absent."""
-        attribute_uuid = self.attribute_uuid(key)
-        event_uuid = self._event_of_attribute.get(attribute_uuid)
-        if event_uuid is None:
-            return ""
+            if fresh:
+                logger.info("Wrote %d MISP feed events in %s.", len(fresh), self.folder)
+                index.write_hashes(self.folder / HASHES, spool, fresh)
+        _write_if_different(self.folder / MANIFEST, _dump(dict(sorted(index.manifest.items()))))
 
-        attributes = events[event_uuid]["Attribute"]
-        index = self._positions_of(event_uuid, attributes).get(attribute_uuid)
-        if index is not None:
-            existing = attributes[index]
-            if self.feed_settings.keep_deleted_days == 0:
-                # Marked now and dropped when the event is written, so positions stay valid meanwhile.
-                attributes[index] = {**existing, _DROP: True}
-                del self._event_of_attribute[attribute_uuid]
-            elif not existing.get("deleted"):
-                attributes[index] = {
-                    **existing,
-                    "deleted": True,
-                    "to_ids": False,
-                    "timestamp": _later_timestamp(existing.get("timestamp"), now),
-                }
-            else:
-                return ""
-            return event_uuid
-        return ""
+    def _change_event(self, event: dict[str, Any], work: list[tuple[str, AtomRow | None]], now: datetime) -> bool:
+        attributes = event["Attribute"]
+        positions = {a.get("uuid", ""): i for i, a in enumerate(attributes) if isinstance(a, dict)}
+        changed = False
+        for attribute_uuid, row in work:
+            position = positions.get(attribute_uuid)
+            if row is None:
+                changed |= position is not None and self._delete(attributes, position, now)
+                continue
+            attribute = self._attribute(row, now)
+            assert attribute is not None, "push skips rows without a MISP attribute type"
+            if position is None:
+                positions[attribute_uuid] = len(attributes)
+                attributes.append(attribute)
+                changed = True
+                continue
+            existing = attributes[position]
+            if _without_timestamp(existing) != _without_timestamp(attribute):
+                attribute["timestamp"] = _later_timestamp(existing.get("timestamp"), now)
+                attributes[position] = attribute
+                changed = True
+        return changed
 
-    def _new_event(self, event_uuid: str, collection: str, now: datetime) -> dict[str, Any]:
+    def _delete(self, attributes: list[dict[str, Any]], position: int, now: datetime) -> bool:
+        """Remove or soft-delete the attribute at ``position``; return False when it was already deleted."""
+        existing = attributes[position]
+        if self.feed_settings.keep_deleted_days == 0:
+            # Marked now and dropped when the event is written, so positions stay valid meanwhile.
+            attributes[position] = {**existing, _DROP: True}
+            return True
+        if existing.get("deleted"):
+            return False
+        attributes[position] = {
+            **existing,
+            "deleted": True,
+            "to_ids": False,
+            "timestamp": _later_timestamp(existing.get("timestamp"), now),
+        }
+        return True
+
+    def _write_event(self, index: _FeedIndex, event: dict[str, Any], now: datetime) -> bytes:
+        """Prune, sort and write an event, record it in the index and return its ``hashes.csv`` lines."""
+        event_uuid = event["uuid"]
+        removed = self._prune_deleted(event, now)
+        event["Attribute"].sort(key=lambda a: (a["type"], a["value"], a["uuid"]))
+        event["Tag"] = _event_tags(event)
+        event["timestamp"] = _later_timestamp(event.get("timestamp"), now)
+        event["publish_timestamp"] = event["timestamp"]
+        with atomic_writer(self.folder / f"{event_uuid}.json", newline="") as stream:
+            # json.dumps with indent joins a list of every small piece, several times the text's size.
+            json.dump({"Event": event}, stream, ensure_ascii=False, sort_keys=True, indent=1)
+            stream.write("\n")
+
+        for attribute_uuid in removed:
+            index.forget_attribute(attribute_uuid)
+        return index.add_event(event)
+
+    def _new_event(self, event_uuid: str, collection: str, part: int, now: datetime) -> dict[str, Any]:
         return {
             "uuid": event_uuid,
-            "info": f"stixbridge: {collection}",
+            "info": f"stixbridge: {collection}" if part == 0 else f"stixbridge: {collection} (part {part + 1})",
             "date": now.date().isoformat(),
             # analysis 2 is "completed"; threat level 4 is "undefined", since tags carry the detail.
             "analysis": "2",
@@ -273,67 +345,132 @@ class MispFeedSink(Sink):
             "Attribute": [],
         }
 
-    def _load(self) -> dict[str, dict[str, Any]]:
-        if self._events is not None:
-            return self._events
+    def _load(self) -> _FeedIndex:
+        """Build the index from the manifest and every event file it names, reading one event at a time.
 
-        events: dict[str, dict[str, Any]] = {}
+        ``hashes.csv`` is rebuilt from the events on the way, in the layout :class:`_FeedIndex` expects,
+        and replaced only when it differs.
+        """
+        if self._index is not None:
+            return self._index
+
         manifest = _read_json(self.folder / MANIFEST)
         if manifest is not None and not isinstance(manifest, dict):
             raise ConfigError(f"{self.folder / MANIFEST} is not a MISP feed manifest (expected a JSON object); "
                               "move it away or set the sink's path to another folder")
-        for event_uuid in manifest or {}:
-            path = self.folder / f"{event_uuid}.json"
-            document = _read_json(path)
-            if not (isinstance(document, dict) and isinstance(document.get("Event"), dict)):
-                logger.warning("MISP feed event file %s is missing or unreadable; its event starts empty.", path)
-                continue
-            event = document["Event"]
-            missing = sorted(_EVENT_KEYS - set(event))
-            if missing:
-                raise ConfigError(f"MISP feed event file {path} lacks {', '.join(missing)}; "
-                                  "restore it or delete the feed folder's files and push everything again")
-            event.setdefault("Attribute", [])
-            event.setdefault("Tag", [])
-            events[event_uuid] = event
+        index = _FeedIndex()
+        with atomic_writer(self.folder / HASHES, newline="", keep_if_same=True) as stream:
+            for event_uuid in sorted(manifest or {}):
+                event = self._read_event(event_uuid)
+                if event is None:
+                    continue
+                lines = index.add_event(event)
+                index.sections[event_uuid] = len(lines)
+                stream.write(lines.decode("ascii"))
+                del event
+        self._index = index
+        return index
 
-        self._positions = {}
-        self._event_of_attribute = {
-            attribute["uuid"]: event_uuid
-            for event_uuid, event in events.items()
-            for attribute in event["Attribute"]
-            if isinstance(attribute, dict) and "uuid" in attribute
-        }
-        self._events = events
-        return events
+    def _read_event(self, event_uuid: str) -> dict[str, Any] | None:
+        path = self.folder / f"{event_uuid}.json"
+        document = _read_json(path)
+        if not (isinstance(document, dict) and isinstance(document.get("Event"), dict)):
+            logger.warning("MISP feed event file %s is missing or unreadable; its event starts empty.", path)
+            return None
+        event: dict[str, Any] = document["Event"]
+        missing = sorted(_EVENT_KEYS - set(event))
+        if missing:
+            raise ConfigError(f"MISP feed event file {path} lacks {', '.join(missing)}; "
+                              "restore it or delete the feed folder's files and push everything again")
+        event.setdefault("Attribute", [])
+        event.setdefault("Tag", [])
+        event["uuid"] = event_uuid
+        return event
 
-    def _write(self, events: dict[str, dict[str, Any]], changed: set[str], now: datetime) -> None:
-        for event_uuid in sorted(changed):
-            event = events[event_uuid]
-            self._prune_deleted(event, now)
-            event["Attribute"].sort(key=lambda a: (a["type"], a["value"], a["uuid"]))
-            self._positions.pop(event_uuid, None)
-            event["Tag"] = _event_tags(event)
-            event["timestamp"] = _later_timestamp(event.get("timestamp"), now)
-            event["publish_timestamp"] = event["timestamp"]
-            write_text_atomic(self.folder / f"{event_uuid}.json", _dump({"Event": event}))
-
-        if changed:
-            logger.info("Wrote %d MISP feed events in %s.", len(changed), self.folder)
-        _write_if_different(self.folder / HASHES, _hashes_text(events))
-        _write_if_different(self.folder / MANIFEST, _dump(_manifest(events)))
-
-    def _prune_deleted(self, event: dict[str, Any], now: datetime) -> None:
+    def _prune_deleted(self, event: dict[str, Any], now: datetime) -> list[str]:
+        """Drop attributes marked for removal and those soft-deleted too long ago; return their UUIDs."""
         cutoff = int((now - timedelta(days=self.feed_settings.keep_deleted_days)).timestamp())
         kept = []
+        removed = []
         for attribute in event["Attribute"]:
-            if attribute.get(_DROP):
-                continue
-            if attribute.get("deleted") and int(attribute.get("timestamp", 0)) < cutoff:
-                self._event_of_attribute.pop(attribute["uuid"], None)
+            expired = attribute.get("deleted") and int(attribute.get("timestamp", 0)) < cutoff
+            if attribute.get(_DROP) or expired:
+                removed.append(attribute["uuid"])
                 continue
             kept.append(attribute)
         event["Attribute"] = kept
+        return removed
+
+
+class _FeedIndex:
+    """What a push needs to know about the events it does not load.
+
+    ``events`` maps the integer of each attribute UUID to its event's position in ``event_uuids``. That
+    costs about 96 bytes an attribute (measured with tracemalloc on CPython 3.11), against about 123 for
+    a UUID string mapped to a shared event UUID string. ``hashes.csv`` keeps each event's lines together,
+    events in UUID order, and ``sections`` stores the length of each event's part, so a push copies the
+    parts of the events it did not change from the old file.
+    """
+
+    def __init__(self) -> None:
+        self.event_uuids: list[str] = []
+        self.position_of_event: dict[str, int] = {}
+        self.events: dict[int, int] = {}
+        self.counts: dict[str, int] = {}
+        """Attributes per event, including soft-deleted ones and those planned by the current push."""
+        self.planned: dict[str, tuple[str, int]] = {}
+        """Collection and part of events the current push creates."""
+        self.manifest: dict[str, dict[str, Any]] = {}
+        self.sections: dict[str, int] = {}
+        """Bytes of each event's lines in ``hashes.csv``."""
+
+    def event_of(self, attribute_uuid: str) -> str | None:
+        position = self.events.get(uuid.UUID(attribute_uuid).int)
+        return None if position is None else self.event_uuids[position]
+
+    def forget_attribute(self, attribute_uuid: str) -> None:
+        self.events.pop(uuid.UUID(attribute_uuid).int, None)
+
+    def add_event(self, event: dict[str, Any]) -> bytes:
+        """Record an event as written: its attributes, count and manifest entry; return its hash lines."""
+        event_uuid = event["uuid"]
+        position = self.position_of_event.get(event_uuid)
+        if position is None:
+            position = len(self.event_uuids)
+            self.event_uuids.append(event_uuid)
+            self.position_of_event[event_uuid] = position
+
+        for attribute in event["Attribute"]:
+            if isinstance(attribute, dict) and "uuid" in attribute:
+                self.events[uuid.UUID(attribute["uuid"]).int] = position
+        self.counts[event_uuid] = len(event["Attribute"])
+        self.planned.pop(event_uuid, None)
+        self.manifest[event_uuid] = _manifest_entry(event)
+        return _hash_lines(event).encode("ascii")
+
+    def write_hashes(self, path: Path, spool: IO[bytes], fresh: dict[str, tuple[int, int]]) -> None:
+        """Rewrite ``hashes.csv`` with the lines of changed events taken from ``spool`` (offset, length).
+
+        Raises:
+            OSError: ``hashes.csv`` could not be read or replaced; it is unchanged.
+        """
+        old_offsets = {}
+        offset = 0
+        for event_uuid in sorted(self.sections):
+            old_offsets[event_uuid] = offset
+            offset += self.sections[event_uuid]
+
+        lengths = dict(self.sections)
+        with open(path, "rb") as old, atomic_writer(path, newline="", keep_if_same=True) as stream:
+            for event_uuid in sorted(set(self.sections) | set(fresh)):
+                if event_uuid in fresh:
+                    source, (start, length) = spool, fresh[event_uuid]
+                else:
+                    source, start, length = old, old_offsets[event_uuid], self.sections[event_uuid]
+                source.seek(start)
+                stream.write(source.read(length).decode("ascii"))
+                lengths[event_uuid] = length
+        self.sections = lengths
 
 
 _DROP = "_stixbridge_drop"
@@ -392,27 +529,24 @@ def _tag(name: str, colour: str = OTHER_TAG_COLOUR) -> dict[str, Any]:
     return {"name": name, "colour": colour, "local": False, "relationship_type": ""}
 
 
-def _manifest(events: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _manifest_entry(event: dict[str, Any]) -> dict[str, Any]:
     return {
-        event_uuid: {
-            "Orgc": event["Orgc"],
-            "Tag": event["Tag"],
-            "info": event["info"],
-            "date": event["date"],
-            "analysis": event["analysis"],
-            "threat_level_id": event["threat_level_id"],
-            "timestamp": event["timestamp"],
-        }
-        for event_uuid, event in sorted(events.items())
+        "Orgc": event["Orgc"],
+        "Tag": event["Tag"],
+        "info": event["info"],
+        "date": event["date"],
+        "analysis": event["analysis"],
+        "threat_level_id": event["threat_level_id"],
+        "timestamp": event["timestamp"],
     }
 
 
-def _hashes_text(events: dict[str, dict[str, Any]]) -> str:
+def _hash_lines(event: dict[str, Any]) -> str:
+    """Return the sorted ``hashes.csv`` lines of an event's live attributes."""
     lines = sorted(
-        f"{hashlib.md5(str(attribute['value']).encode(), usedforsecurity=False).hexdigest()},{event_uuid}"
-        for event_uuid, event in events.items()
+        f"{hashlib.md5(str(attribute['value']).encode(), usedforsecurity=False).hexdigest()},{event['uuid']}"
         for attribute in event["Attribute"]
-        if not attribute.get("deleted")
+        if isinstance(attribute, dict) and not attribute.get("deleted")
     )
     return "".join(f"{line}\n" for line in lines)
 

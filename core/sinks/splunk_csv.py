@@ -4,10 +4,12 @@ One file per collection (``ip_intel.csv``, ``http_intel.csv``...) in the configu
 columns ES's own lookups use (:data:`~stixbridge.sinks.mapping.ES_COLLECTION_FIELDS`), so a lookup
 definition or ES's "Local ... Intel" upload can read them as they are.
 
-The files are the sink's state. The engine passes only the rows that changed, so the sink reads each
-file it touches once, applies the changes and replaces the file atomically. That happens before
-:meth:`push` returns, so a key reported as written is on disk. A file whose rows did not change is
-not rewritten.
+The files are the sink's state. The engine passes only the rows that changed, so for each file a push
+touches the sink reads the old file as a stream, merges the changes (sorted by ``_key``) into it row by
+row and replaces the file atomically. Memory contains one batch of changes, never a whole file. That
+happens before :meth:`push` returns, so a key reported as written is on disk. A file whose rows did not
+change is not rewritten. The sink keeps rows sorted by ``_key`` with rows without a ``_key`` (added by
+hand) at the end.
 
 Splunk's CSV rules, as this sink writes them: UTF-8 without a byte-order mark, a header row, ``\\n``
 line ends, and fields quoted with ``"`` (a quote inside doubled) when they contain a comma, a quote
@@ -21,9 +23,11 @@ A registry key gets one row per hive spelling (``HKEY_LOCAL_MACHINE\\``, ``HKLM\
 
 from __future__ import annotations
 
+import collections
 import csv
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -65,14 +69,20 @@ class SplunkCsvSettings(Settings):
 
 
 @dataclass
-class _Table:
-    """The rows of one lookup file, keyed by ``_key``."""
+class _FileChanges:
+    """The changes of one push to one lookup file."""
 
-    columns: list[str]
-    rows: dict[str, dict[str, str]] = field(default_factory=dict)
-    unkeyed: list[dict[str, str]] = field(default_factory=list)
-    """Rows without a ``_key`` (added by hand), kept as they are."""
-    dirty: bool = False
+    upserts: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Our columns of each new or changed row, by ``_key``."""
+    deletes: set[str] = field(default_factory=set)
+    written: list[str] = field(default_factory=list)
+    """Row keys of the upserts, as the engine sent them."""
+    found: set[str] = field(default_factory=set)
+    """``_key`` values of ``deletes`` that the file held; filled by the merge."""
+
+
+class _Unchanged(Exception):
+    """Raised inside a write to drop the temporary file when the merge changed no row."""
 
 
 class SplunkCsvSink(Sink):
@@ -80,14 +90,14 @@ class SplunkCsvSink(Sink):
 
     kind: ClassVar[str] = "splunk-csv"
     settings_class: ClassVar[type[Settings]] = SplunkCsvSettings
-    # Each push rewrites the files it touches, so fewer, larger batches mean fewer rewrites.
-    batch_size: ClassVar[int] = 100_000
+    # Each push streams every file it touches once; 20,000 changes keep the engine's batch small while
+    # a million atoms still take only about 50 rewrites of each file.
+    batch_size: ClassVar[int] = 20_000
 
     def __init__(self, name: str, settings: Settings, context: ConnectorContext) -> None:
         super().__init__(name, settings, context)
         assert isinstance(settings, SplunkCsvSettings)
         self.folder = resolve_output_path(context.base_dir, settings.path)
-        self._tables: dict[str, _Table] = {}
 
     def describe(self) -> str:
         return f"splunk-csv {self.name!r}: Splunk ES threat-intelligence lookups in {self.folder}"
@@ -97,8 +107,6 @@ class SplunkCsvSink(Sink):
 
     def begin(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        # Re-read the files on every run: someone may have edited or replaced them in between.
-        self._tables.clear()
 
     def push(self, changes: Changes) -> PushResult:
         result = PushResult()
@@ -106,7 +114,7 @@ class SplunkCsvSink(Sink):
             return result
         self.folder.mkdir(parents=True, exist_ok=True)
 
-        written: dict[str, list[str]] = {}
+        files: dict[str, _FileChanges] = {}
         skipped: Counter[str] = Counter()
         for row in changes.upserts:
             reason = _skip_reason(row)
@@ -114,62 +122,61 @@ class SplunkCsvSink(Sink):
                 skipped[reason] += 1
                 continue
             collection, value_field = ES_COLLECTIONS[row.type]
+            file_changes = files.setdefault(collection, _FileChanges())
             for key, spelling in spelled_keys(row.key, row.type, row.value):
-                self._upsert(collection, key, _csv_row(row, key, value_field, spelling))
-            written.setdefault(collection, []).append(row.key)
+                file_changes.upserts[key] = _csv_row(row, key, value_field, spelling)
+            file_changes.written.append(row.key)
 
-        deleted: dict[str, list[str]] = {}
-        unknown_deletes: list[str] = []
+        delete_keys: dict[str, list[str]] = {}
         for delivered in changes.deletes:
-            found_in = self._delete(delivered)
-            if found_in is None:
-                unknown_deletes.append(delivered.key)
-            else:
-                deleted.setdefault(found_in, []).append(delivered.key)
+            keys = [key for key, _ in spelled_keys(delivered.key, delivered.type, delivered.value)]
+            delete_keys[delivered.key] = keys
+            for collection in self._delete_candidates(delivered):
+                files.setdefault(collection, _FileChanges()).deletes.update(keys)
 
-        self._write_tables(written, deleted, result)
+        failed_files = self._merge_files(files, result)
+        for delivered_key, keys in delete_keys.items():
+            # A key found in no file is already absent, which is what a delete asks for.
+            failure = next(
+                (failed_files[c] for c, f in files.items() if c in failed_files and f.found.intersection(keys)), None
+            )
+            if failure is None:
+                result.deleted.append(delivered_key)
+            else:
+                result.failed[delivered_key] = failure
         if result.written or result.deleted:
             self._create_missing_files()
-        # A key found in no file is already absent, which is what a delete asks for.
-        result.deleted.extend(unknown_deletes)
         result.skipped.update(skipped)
         return result
 
-    def _table(self, collection: str) -> _Table:
-        table = self._tables.get(collection)
-        if table is None:
-            table = _read_table(self.folder / f"{collection}.csv", collection)
-            self._tables[collection] = table
-        return table
-
-    def _upsert(self, collection: str, key: str, values: dict[str, str]) -> None:
-        table = self._table(collection)
-        existing = table.rows.get(key)
-        # Columns someone added keep their values; every column of ours is set, empty when unused.
-        merged = {column: (existing or {}).get(column, "") for column in table.columns}
-        merged.update({column: values.get(column, "") for column in _columns(collection)})
-        if existing is None or merged != {column: existing.get(column, "") for column in table.columns}:
-            table.rows[key] = merged
-            table.dirty = True
-
-    def _delete(self, delivered: DeliveredRow) -> str | None:
+    def _delete_candidates(self, delivered: DeliveredRow) -> list[str]:
         # The delivered type names the file; a key from an older mapping is looked for in every file.
         if delivered.type in ES_COLLECTIONS:
             candidates = [ES_COLLECTIONS[delivered.type][0]]
         else:
             candidates = list(ES_COLLECTION_FIELDS)
-        keys = [key for key, _ in spelled_keys(delivered.key, delivered.type, delivered.value)]
-        for collection in candidates:
-            if not (self.folder / f"{collection}.csv").exists() and collection not in self._tables:
+        return [c for c in candidates if (self.folder / f"{c}.csv").exists()]
+
+    def _merge_files(self, files: dict[str, _FileChanges], result: PushResult) -> dict[str, str]:
+        """Merge each file's changes; add written keys to ``result`` and return failure reasons by collection."""
+        failed: dict[str, str] = {}
+        for collection in sorted(files):
+            file_changes = files[collection]
+            path = self.folder / f"{collection}.csv"
+            try:
+                rows = _merge_file(path, collection, file_changes)
+            except OSError as exc:
+                logger.error("Writing Splunk lookup %s failed: %s; its changes will be sent again next run.",
+                             path, exc)
+                failed[collection] = reason = f"writing {path} failed: {exc}"
+                # The merge may have stopped early, so any delete could have been in this file.
+                file_changes.found = set(file_changes.deletes)
+                result.failed.update(dict.fromkeys(file_changes.written, reason))
                 continue
-            table = self._table(collection)
-            found = [key for key in keys if key in table.rows]
-            for key in found:
-                del table.rows[key]
-            if found:
-                table.dirty = True
-                return collection
-        return None
+            if rows is not None:
+                logger.info("Wrote Splunk lookup %s: %d rows.", path, rows)
+            result.written.extend(file_changes.written)
+        return failed
 
     def _create_missing_files(self) -> None:
         # Every lookup definition needs its file, even while its collection has no rows.
@@ -178,30 +185,9 @@ class SplunkCsvSink(Sink):
             if path.exists():
                 continue
             try:
-                _write_table(path, _Table(columns=_columns(collection)))
+                _merge_file(path, collection, _FileChanges())
             except OSError as exc:
                 logger.warning("Creating empty Splunk lookup %s failed: %s; lookups that name it will fail.", path, exc)
-
-    def _write_tables(self, written: dict[str, list[str]], deleted: dict[str, list[str]], result: PushResult) -> None:
-        for collection in sorted(set(written) | set(deleted)):
-            table = self._tables[collection]
-            path = self.folder / f"{collection}.csv"
-            if table.dirty or not path.exists():
-                try:
-                    _write_table(path, table)
-                except OSError as exc:
-                    logger.error("Writing Splunk lookup %s failed: %s; its changes will be sent again next run.",
-                                 path, exc)
-                    # Forget the unsaved rows so the next push starts again from the file on disk.
-                    del self._tables[collection]
-                    reason = f"writing {path} failed: {exc}"
-                    for key in written.get(collection, []) + deleted.get(collection, []):
-                        result.failed[key] = reason
-                    continue
-                table.dirty = False
-                logger.info("Wrote Splunk lookup %s: %d rows.", path, len(table.rows) + len(table.unkeyed))
-            result.written.extend(written.get(collection, []))
-            result.deleted.extend(deleted.get(collection, []))
 
 
 def _skip_reason(row: AtomRow) -> str | None:
@@ -242,40 +228,87 @@ def _description(row: AtomRow) -> str:
     return text
 
 
-def _read_table(path: Path, collection: str) -> _Table:
-    columns = _columns(collection)
-    table = _Table(columns=columns)
-    if not path.exists():
-        return table
+def _merge_file(path: Path, collection: str, changes: _FileChanges) -> int | None:
+    """Merge ``changes`` into the lookup at ``path``; return its row count, or None when nothing changed.
 
+    The old file is read twice as a stream: once to learn which changed keys it already holds, then to
+    copy it into the new file with the changes merged in ``_key`` order. Rows we did not write keep their
+    place and their extra columns. Fills ``changes.found`` with the deleted keys the file held.
+
+    Raises:
+        ConfigError: the file is not a lookup this sink wrote.
+        OSError: reading or replacing the file failed; it is unchanged.
+    """
+    columns = _columns(collection)
+    exists = path.exists()
+    present: set[str] = set()
+    if exists:
+        header = _read_header(path)
+        columns.extend(c for c in header if c not in columns)
+        for record in _read_records(path):
+            key = record.get("_key") or ""
+            if key in changes.upserts:
+                present.add(key)
+            elif key in changes.deletes:
+                changes.found.add(key)
+
+    pending = collections.deque(sorted(key for key in changes.upserts if key not in present))
+    count = 0
+    changed = not exists or bool(pending) or bool(changes.found)
+    try:
+        with atomic_writer(path, newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+            writer.writeheader()
+            records = _read_records(path) if exists else iter(())
+            for record in records:
+                key = record.get("_key") or ""
+                # New rows go before the first larger key, and before the hand-added rows at the end.
+                while pending and (not key or pending[0] < key):
+                    writer.writerow(_fill(changes.upserts[pending.popleft()], columns))
+                    count += 1
+                if key in changes.found:
+                    continue
+                if key in changes.upserts:
+                    merged = {column: record.get(column, "") for column in columns}
+                    merged.update(_fill(changes.upserts[key], _columns(collection)))
+                    if merged != {column: record.get(column, "") for column in columns}:
+                        changed = True
+                    record = merged
+                writer.writerow(record)
+                count += 1
+            for key in pending:
+                writer.writerow(_fill(changes.upserts[key], columns))
+                count += 1
+            if not changed:
+                raise _Unchanged
+    except _Unchanged:
+        return None
+    return count
+
+
+def _fill(values: dict[str, str], columns: list[str]) -> dict[str, str]:
+    return {column: values.get(column, "") for column in columns}
+
+
+def _read_header(path: Path) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as stream:
+        try:
+            header = next(csv.reader(stream), [])
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ConfigError(f"cannot read Splunk lookup {path}: {exc}; fix or delete the file and run again") from exc
+    if "_key" not in header:
+        raise ConfigError(
+            f"{path} exists but has no _key column, so it is not a lookup written by stixbridge; "
+            "move it away or set the sink's path to another folder"
+        )
+    return header
+
+
+def _read_records(path: Path) -> Iterator[dict[str, str]]:
+    """Yield the rows of a lookup file one at a time, without the header."""
     try:
         with open(path, encoding="utf-8", newline="") as stream:
-            reader = csv.DictReader(stream)
-            header = list(reader.fieldnames or [])
-            if "_key" not in header:
-                raise ConfigError(
-                    f"{path} exists but has no _key column, so it is not a lookup written by stixbridge; "
-                    "move it away or set the sink's path to another folder"
-                )
-            # Columns someone added to the file are kept after ours.
-            table.columns.extend(c for c in header if c not in columns)
-            for record in reader:
-                values = {k: v for k, v in record.items() if k is not None and v is not None}
-                key = values.get("_key", "")
-                if key:
-                    table.rows[key] = values
-                else:
-                    table.unkeyed.append(values)
+            for record in csv.DictReader(stream):
+                yield {k: v for k, v in record.items() if k is not None and v is not None}
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"cannot read Splunk lookup {path}: {exc}; fix or delete the file and run again") from exc
-    return table
-
-
-def _write_table(path: Path, table: _Table) -> None:
-    with atomic_writer(path, newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=table.columns, lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        for key in sorted(table.rows):
-            writer.writerow(table.rows[key])
-        for values in table.unkeyed:
-            writer.writerow(values)

@@ -315,13 +315,13 @@ def test_atom_in_two_collections_listed_once(context: ConnectorContext, tmp_path
     assert list(manifest) == [sink.event_uuid("collection-a")]
 
 
-def test_collection_falls_back_to_source(context: ConnectorContext) -> None:
+def test_collection_falls_back_to_source(context: ConnectorContext, tmp_path: Path) -> None:
     sink = make_sink(context)
 
     sink.push(Changes(upserts=[build_row("ipv4", collections=(), sources=("file-drop",))]))
 
-    assert sink._events is not None
-    assert list(sink._events) == [sink.event_uuid("file-drop")]
+    manifest = json.loads((tmp_path / "feed" / "manifest.json").read_text(encoding="utf-8"))
+    assert list(manifest) == [sink.event_uuid("file-drop")]
 
 
 def test_unsupported_types_skipped_and_counted(context: ConnectorContext) -> None:
@@ -422,3 +422,162 @@ def test_tlp_tags_use_misp_taxonomy(context: ConnectorContext, tmp_path: Path) -
     tlp_tags = sorted(t.name for a in event.attributes for t in a.tags if t.name.startswith("tlp:"))
     assert tlp_tags == ["tlp:amber", "tlp:amber+strict", "tlp:clear", "tlp:green", "tlp:red"]
     assert [t.name for t in event.tags][0] == "tlp:red"
+
+
+def ip_rows(count: int, **overrides) -> list[AtomRow]:
+    return [build_row("ipv4", f"203.0.113.{i}", **overrides) for i in range(1, count + 1)]
+
+
+def test_full_event_overflows_to_next_part(context: ConnectorContext, tmp_path: Path) -> None:
+    sink = make_sink(context, max_attributes_per_event=2)
+    rows = ip_rows(5)
+
+    result = sink.push(Changes(upserts=rows))
+
+    assert sorted(result.written) == sorted(r.key for r in rows)
+    folder = tmp_path / "feed"
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    parts = [sink.event_uuid("collection-a", part) for part in range(3)]
+    assert parts[0] == sink.event_uuid("collection-a")
+    assert sorted(manifest) == sorted(parts)
+    assert [len(attributes_by_uuid(folder, p)) for p in parts] == [2, 2, 1]
+    assert manifest[parts[0]]["info"] == "stixbridge: collection-a"
+    assert manifest[parts[2]]["info"] == "stixbridge: collection-a (part 3)"
+    assert 'stixbridge:collection="collection-a"' in [t["name"] for t in manifest[parts[1]]["Tag"]]
+    load_event(folder, parts[1])
+
+
+def test_attribute_stays_in_its_part(context: ConnectorContext, tmp_path: Path, clock: Clock) -> None:
+    sink = make_sink(context, max_attributes_per_event=2)
+    rows = ip_rows(3)
+    sink.push(Changes(upserts=rows))
+    folder = tmp_path / "feed"
+    first, second = sink.event_uuid("collection-a", 0), sink.event_uuid("collection-a", 1)
+    home = first if sink.attribute_uuid(rows[2].key) in attributes_by_uuid(folder, first) else second
+    before = age_files(folder)
+    clock.now += timedelta(hours=1)
+
+    changed = build_row("ipv4", "203.0.113.3", tlp=int(Tlp.AMBER), digest="digest-2")
+    make_sink(context, max_attributes_per_event=2).push(Changes(upserts=[changed]))
+
+    after = read_mtimes(folder)
+    assert {name for name in after if after[name] != before[name]} == {f"{home}.json", "manifest.json"}
+    assert attributes_by_uuid(folder, home)[sink.attribute_uuid(changed.key)]["timestamp"] == str(
+        int(clock.now.timestamp())
+    )
+
+
+def test_delete_in_later_part(context: ConnectorContext, tmp_path: Path) -> None:
+    sink = make_sink(context, max_attributes_per_event=2, keep_deleted_days=0)
+    rows = ip_rows(4)
+    sink.push(Changes(upserts=rows))
+
+    result = make_sink(context, max_attributes_per_event=2, keep_deleted_days=0).push(
+        Changes(deletes=[delivered(r) for r in rows[1:]])
+    )
+
+    assert sorted(result.deleted) == sorted(r.key for r in rows[1:])
+    folder = tmp_path / "feed"
+    left = {u for p in range(2) for u in attributes_by_uuid(folder, sink.event_uuid("collection-a", p))}
+    assert left == {sink.attribute_uuid(rows[0].key)}
+    lines = (folder / "hashes.csv").read_text(encoding="utf-8").splitlines()
+    assert [line.split(",")[0] for line in lines] == [hashlib.md5(rows[0].value.encode()).hexdigest()]
+
+
+def test_space_freed_by_pruning_is_reused(context: ConnectorContext, tmp_path: Path, clock: Clock) -> None:
+    sink = make_sink(context, max_attributes_per_event=2, keep_deleted_days=0)
+    first, second, third = ip_rows(3)
+    sink.push(Changes(upserts=[first, second]))
+    sink.push(Changes(deletes=[delivered(first)]))
+
+    sink.push(Changes(upserts=[third]))
+
+    manifest = json.loads((tmp_path / "feed" / "manifest.json").read_text(encoding="utf-8"))
+    assert list(manifest) == [sink.event_uuid("collection-a")]
+
+
+def test_hashes_match_rebuild_after_many_pushes(context: ConnectorContext, tmp_path: Path, clock: Clock) -> None:
+    sink = make_sink(context, max_attributes_per_event=3)
+    rows = [build_row("ipv4", f"203.0.113.{i}", collections=(f"c{i % 3}",)) for i in range(1, 21)]
+    for start in range(0, 20, 4):
+        sink.push(Changes(upserts=rows[start:start + 4]))
+        clock.now += timedelta(minutes=1)
+    sink.push(Changes(deletes=[delivered(r) for r in rows[::5]]))
+    folder = tmp_path / "feed"
+    kept = (folder / "hashes.csv").read_text(encoding="utf-8")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+
+    expected = sorted(
+        f"{hashlib.md5(a['value'].encode()).hexdigest()},{event_uuid}"
+        for event_uuid in manifest
+        for a in attributes_by_uuid(folder, event_uuid).values()
+        if not a["deleted"]
+    )
+    assert sorted(kept.splitlines()) == expected
+    assert len(expected) == 16
+    # A fresh run rebuilds hashes.csv from the events and finds nothing to change.
+    before = age_files(folder)
+    make_sink(context, max_attributes_per_event=3).push(Changes(upserts=[rows[1]]))
+    assert read_mtimes(folder) == before
+
+
+def test_hashes_rebuilt_when_edited(context: ConnectorContext, tmp_path: Path) -> None:
+    sink = make_sink(context)
+    row = build_row("ipv4")
+    sink.push(Changes(upserts=[row]))
+    path = tmp_path / "feed" / "hashes.csv"
+    good = path.read_text(encoding="utf-8")
+    path.write_text("garbage\n", encoding="utf-8")
+
+    make_sink(context).push(Changes(upserts=[row]))
+
+    assert path.read_text(encoding="utf-8") == good
+
+
+def test_failed_event_write_reports_rows(context: ConnectorContext, tmp_path: Path, monkeypatch) -> None:
+    sink = make_sink(context, max_attributes_per_event=2)
+    folder = tmp_path / "feed"
+    sink.push(Changes(upserts=ip_rows(2)))
+    old = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real_replace = atomic.os.replace
+    second_part = f"{sink.event_uuid('collection-a', 1)}.json"
+
+    def replace_but_second_part(source: str, target: Path) -> None:
+        if Path(target).name == second_part:
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace_but_second_part)
+    rows = ip_rows(4)[2:]
+    result = sink.push(Changes(upserts=rows))
+
+    assert sorted(result.failed) == sorted(r.key for r in rows)
+    assert "No space left on device" in result.failed[rows[0].key]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == old
+
+    monkeypatch.undo()
+    assert sorted(sink.push(Changes(upserts=rows)).written) == sorted(r.key for r in rows)
+    assert second_part in {p.name for p in folder.iterdir()}
+
+
+def test_max_attributes_validated() -> None:
+    values = {"path": "feed", "org_name": "A", "org_uuid": ORG_UUID, "max_attributes_per_event": 0}
+    with pytest.raises(ConfigError, match="max_attributes_per_event must be 1 or more, got 0"):
+        build_settings(MispFeedSettings, values, "sinks[2]")
+    assert MispFeedSettings().max_attributes_per_event == 10_000
+
+
+def test_event_removed_mid_run_fails_rows(context: ConnectorContext, tmp_path: Path) -> None:
+    sink = make_sink(context)
+    first, second = ip_rows(2)
+    sink.push(Changes(upserts=[first]))
+    (tmp_path / "feed" / f"{sink.event_uuid('collection-a')}.json").unlink()
+
+    result = sink.push(Changes(upserts=[second]))
+
+    assert list(result.failed) == [second.key]
+    assert "vanished" in result.failed[second.key]
+    retry = sink.push(Changes(upserts=[first, second]))
+    assert sorted(retry.written) == sorted([first.key, second.key])
+    attributes = attributes_by_uuid(tmp_path / "feed", sink.event_uuid("collection-a"))
+    assert sorted(attributes) == sorted(sink.attribute_uuid(r.key) for r in (first, second))

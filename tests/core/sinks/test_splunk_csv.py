@@ -396,3 +396,49 @@ def test_settings_require_path() -> None:
 
 def test_entry_point_names_the_sink() -> None:
     assert plugins.load("sink", "splunk-csv") is SplunkCsvSink
+
+
+def test_rows_merged_in_key_order(context: ConnectorContext, tmp_path: Path) -> None:
+    rows = [build_row("ipv4", f"203.0.113.{i}") for i in range(1, 41)]
+    sink = make_sink(context)
+    for start in range(0, 40, 7):
+        sink.push(Changes(upserts=rows[start:start + 7]))
+
+    make_sink(context).push(Changes(upserts=[build_row("ipv4", "203.0.113.5", weight=99, digest="d2")],
+                                    deletes=[delivered(rows[0]), delivered(rows[39])]))
+
+    written = read_rows(tmp_path / "lookups" / "ip_intel.csv")
+    keys = [r["_key"] for r in written]
+    assert keys == sorted(r.key for r in rows[1:39])
+    assert rows_by_key(tmp_path / "lookups" / "ip_intel.csv")[rows[4].key]["weight"] == "99"
+
+
+def test_unsorted_file_gets_no_duplicates(context: ConnectorContext, tmp_path: Path) -> None:
+    folder = tmp_path / "lookups"
+    folder.mkdir()
+    first, second = sorted([build_row("ipv4", "203.0.113.1"), build_row("ipv4", "203.0.113.2")], key=lambda r: r.key)
+    (folder / "ip_intel.csv").write_text(
+        "_key,threat_key,time,description,weight,ip,domain,valid_until\n"
+        f"{second.key},x,1,old,1,{second.value},,\n"
+        f"{first.key},x,1,old,1,{first.value},,\n",
+        encoding="utf-8",
+    )
+
+    make_sink(context).push(Changes(upserts=[first, second]))
+
+    written = read_rows(folder / "ip_intel.csv")
+    assert sorted(r["_key"] for r in written) == [first.key, second.key]
+    assert {r["description"] for r in written} == {"Phishing infrastructure: Seen in a phishing campaign"}
+
+
+def test_unreadable_file_rejected(context: ConnectorContext, tmp_path: Path) -> None:
+    folder = tmp_path / "lookups"
+    folder.mkdir()
+    path = folder / "ip_intel.csv"
+    path.write_bytes(b"_key,ip\nstixbridge-1,\xff\xfe\n")
+
+    with pytest.raises(ConfigError, match="cannot read Splunk lookup"):
+        make_sink(context).push(Changes(upserts=[build_row("ipv4")]))
+
+    assert path.read_bytes() == b"_key,ip\nstixbridge-1,\xff\xfe\n"
+    assert [p.name for p in folder.iterdir()] == ["ip_intel.csv"]
