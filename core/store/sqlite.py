@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 # Largest raw text kept for one quarantined object; the rest is cut and the cut is said.
 QUARANTINE_RAW_LIMIT = 65536
+_CHUNK = 5000  # rows per step of a pass over a large table
 _IN_CHUNK = 500  # ids per "IN (...)" lookup; SQLite allows 32766 parameters, smaller keeps plans cheap
 
 
@@ -202,6 +203,11 @@ class SqliteStore(Store):
             self._write_quarantine(quarantined, now_s)
             stats.quarantined = len(quarantined)
             self._set_cursor(cursor_name, cursor, now_s)
+            # The expiries just computed used these lifetimes; record them only when none are recorded,
+            # so that rows stored under other lifetimes are still recomputed by the next expire.
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('lifetimes', ?)", (_lifetimes_fingerprint(lifetimes),)
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -415,30 +421,40 @@ class SqliteStore(Store):
         try:
             self._apply_lifetimes(lifetimes)
 
-            activated = [
-                row[0]
-                for row in self.db.execute(
-                    "SELECT id FROM indicators WHERE state = 'pending' AND valid_from <= ?", (now_s,)
-                )
-            ]
-            for indicator_id in activated:
-                self.db.execute("UPDATE indicators SET state = 'live' WHERE id = ?", (indicator_id,))
-                self.db.execute(
-                    "INSERT OR IGNORE INTO dirty_atoms (type, value) "
-                    "SELECT type, value FROM indicator_atoms WHERE indicator_id = ?",
-                    (indicator_id,),
-                )
-            stats.activated = len(activated)
+            # Both loops take bounded chunks and query again, because each chunk's rows leave the
+            # selection; memory stays flat however many indicators change state at once.
+            while True:
+                activated = [
+                    row[0]
+                    for row in self.db.execute(
+                        "SELECT id FROM indicators WHERE state = 'pending' AND valid_from <= ? LIMIT ?",
+                        (now_s, _CHUNK),
+                    )
+                ]
+                if not activated:
+                    break
+                for indicator_id in activated:
+                    self.db.execute("UPDATE indicators SET state = 'live' WHERE id = ?", (indicator_id,))
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO dirty_atoms (type, value) "
+                        "SELECT type, value FROM indicator_atoms WHERE indicator_id = ?",
+                        (indicator_id,),
+                    )
+                stats.activated += len(activated)
 
-            due = self.db.execute(
-                "SELECT id, expiry_basis FROM indicators WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                (now_s,),
-            ).fetchall()
-            for indicator_id, basis in due:
-                reason = "expired:" + basis
-                self._retire_ids([indicator_id], reason, now_s)
-                stats.by_reason[reason] = stats.by_reason.get(reason, 0) + 1
-            stats.expired = len(due)
+            while True:
+                due = self.db.execute(
+                    "SELECT id, expiry_basis FROM indicators WHERE expires_at IS NOT NULL AND expires_at <= ? "
+                    "LIMIT ?",
+                    (now_s, _CHUNK),
+                ).fetchall()
+                if not due:
+                    break
+                for indicator_id, basis in due:
+                    reason = "expired:" + basis
+                    self._retire_ids([indicator_id], reason, now_s)
+                    stats.by_reason[reason] = stats.by_reason.get(reason, 0) + 1
+                stats.expired += len(due)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -449,26 +465,34 @@ class SqliteStore(Store):
 
     def _apply_lifetimes(self, lifetimes: Mapping[str, timedelta]) -> None:
         """Recompute lifetime-based expiries when the configured lifetimes changed since the last run."""
-        fingerprint = json.dumps({k: v.total_seconds() for k, v in sorted(lifetimes.items())})
+        fingerprint = _lifetimes_fingerprint(lifetimes)
         row = self.db.execute("SELECT value FROM meta WHERE key = 'lifetimes'").fetchone()
         if row is not None and row[0] == fingerprint:
             return
         default = lifetimes.get("default", timedelta(0))
-        updates = []
-        for indicator_id, primary, valid_from, first_seen, window_stop in self.db.execute(
-            "SELECT id, primary_type, valid_from, first_seen, window_stop FROM indicators "
-            "WHERE expiry_basis LIKE 'lifetime:%' OR expiry_basis = 'none'"
-        ).fetchall():
-            lifetime = lifetimes.get(primary or "default", default)
-            if lifetime <= timedelta(0):
-                expires, basis = None, "none"
-            else:
-                expires = (valid_from if valid_from is not None else first_seen) + lifetime.total_seconds()
-                basis = f"lifetime:{primary or 'default'}"
-            if window_stop is not None and (expires is None or window_stop < expires):
-                expires, basis = window_stop, "window_stop"
-            updates.append((expires, basis, indicator_id))
-        self.db.executemany("UPDATE indicators SET expires_at = ?, expiry_basis = ? WHERE id = ?", updates)
+        last_rowid = 0
+        while True:
+            chunk = self.db.execute(
+                "SELECT rowid, id, primary_type, valid_from, first_seen, window_stop FROM indicators "
+                "WHERE rowid > ? AND (expiry_basis LIKE 'lifetime:%' OR expiry_basis = 'none') "
+                "ORDER BY rowid LIMIT ?",
+                (last_rowid, _CHUNK),
+            ).fetchall()
+            if not chunk:
+                break
+            updates = []
+            for rowid, indicator_id, primary, valid_from, first_seen, window_stop in chunk:
+                last_rowid = rowid
+                lifetime = lifetimes.get(primary or "default", default)
+                if lifetime <= timedelta(0):
+                    expires, basis = None, "none"
+                else:
+                    expires = (valid_from if valid_from is not None else first_seen) + lifetime.total_seconds()
+                    basis = f"lifetime:{primary or 'default'}"
+                if window_stop is not None and (expires is None or window_stop < expires):
+                    expires, basis = window_stop, "window_stop"
+                updates.append((expires, basis, indicator_id))
+            self.db.executemany("UPDATE indicators SET expires_at = ?, expiry_basis = ? WHERE id = ?", updates)
         self.db.execute(
             "INSERT INTO meta (key, value) VALUES ('lifetimes', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -845,6 +869,10 @@ class SqliteStore(Store):
         if entry is not None:
             return {"state": "expired", "modified": entry.modified, "reason": entry.reason}
         return None
+
+
+def _lifetimes_fingerprint(lifetimes: Mapping[str, timedelta]) -> str:
+    return json.dumps({k: v.total_seconds() for k, v in sorted(lifetimes.items())})
 
 
 def _atom_digest(atom_type: str, value: str) -> str:
