@@ -191,13 +191,14 @@ class TrustGuard:
         raw = json.dumps(record.raw, separators=(",", ":")) if record.raw is not None else None
         matchable = [a for a in record.atoms if a.role in MATCHABLE_ROLES]
         hint = (
-            "release it with 'stixbridge quarantine release ID', or add the list or rule to allow in the "
-            f"[[trust.sources]] policy of {record.provenance.source}"
+            "to accept it, release its row (see 'stixbridge quarantine list', then 'stixbridge quarantine "
+            f"release QID'), or add the list or rule to 'allow' in the [[trust.sources]] entry of "
+            f"{record.provenance.source}"
         )
 
         if len(held) == len(matchable):
             atoms = tuple((a.type, a.value) for a, _ in held)
-            reason = "none of its atoms may be blocked: " + "; ".join(_describe(a, f) for a, f in held) + f"; {hint}"
+            reason = "every atom hit a guard: " + "; ".join(_describe(a, f) for a, f in held) + f"; {hint}"
             item = self._item(record, atoms, [f for _, fs in held for f in fs], reason, raw)
             logger.warning("Quarantined indicator %s from %s: %s", record.id, record.provenance.source, reason)
             return item if item is not None else GuardVerdict(keep=False)
