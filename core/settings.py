@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from .errors import ConfigError
 from .secrets import Secret
+from .tlp import Tlp
 
 T = TypeVar("T", bound="Settings")
 
@@ -175,3 +177,38 @@ def _secret(value: Any, key: str, line: int | None) -> Secret:
             key=key,
             line=line,
         ) from None
+
+
+def tlp_setting(text: str, key: str) -> Tlp:
+    """Parse a TLP level written in the configuration.
+
+    Raises:
+        ConfigError: the text names no TLP level; the message names the key.
+    """
+    try:
+        return Tlp.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}", key=key) from None
+
+
+def check_names_configured(names: Iterable[str], known: Iterable[str], where: str, noun: str) -> None:
+    """Check that each entry of a table (``[[trust.sources]]``, ``[[sharing.targets]]``) names a configured
+    connector.
+
+    Args:
+        names: the ``name`` of each entry, in file order.
+        known: names of the configured connectors it may refer to.
+        where: dotted path of the list of entries, such as ``trust.sources``.
+        noun: what the names refer to, such as ``source`` or ``publish entry``.
+
+    Raises:
+        ConfigError: naming the first entry that refers to nothing.
+    """
+    configured = set(known)
+    for index, name in enumerate(names):
+        if name not in configured:
+            raise ConfigError(
+                f"{where}[{index}] is for {noun} {name!r}, which is not configured; "
+                f"configured: {', '.join(sorted(configured)) or 'none'}",
+                key=f"{where}[{index}].name",
+            )

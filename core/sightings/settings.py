@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..settings import LineFinder, Settings, build_settings
+from ..settings import LineFinder, Settings, build_settings, check_names_configured, tlp_setting
 from ..tlp import Tlp
 
 # Context fields that may be shared as observed-data, and the cyber-observable each becomes. Anything else
@@ -57,7 +57,7 @@ class PublishTarget(Settings):
     def validate(self, where: str) -> None:
         if not self.name:
             raise ConfigError(f"{where}.name is required: the name of a [[publish]] entry", key=f"{where}.name")
-        level = _parse_tlp(self.max_tlp, f"{where}.max_tlp")
+        level = tlp_setting(self.max_tlp, f"{where}.max_tlp")
         if level in NEVER_SHARED:
             raise ConfigError(
                 f"{where}.max_tlp is {self.max_tlp!r}, but TLP:AMBER+STRICT and TLP:RED objects are never "
@@ -105,7 +105,7 @@ class SharingSettings(Settings):
                 f"{where}.window_minutes must divide a day or be a whole number of days, got {self.window_minutes}",
                 key=f"{where}.window_minutes",
             )
-        _parse_tlp(self.tlp, f"{where}.tlp")
+        tlp_setting(self.tlp, f"{where}.tlp")
         if self.extend_days < 0:
             raise ConfigError(f"{where}.extend_days must be 0 or more, got {self.extend_days}",
                               key=f"{where}.extend_days")  # fmt: skip
@@ -138,19 +138,7 @@ def build_sharing_settings(
         ConfigError: naming the key of the first problem.
     """
     settings = build_settings(SharingSettings, data, where, lines)
-    known = set(publish_names)
-    for index, target in enumerate(settings.targets):
-        if target.name not in known:
-            raise ConfigError(
-                f"{where}.targets[{index}] is for publish entry {target.name!r}, which is not configured; "
-                f"publish entries: {', '.join(sorted(known)) or 'none'}",
-                key=f"{where}.targets[{index}].name",
-            )
+    names = [target.name for target in settings.targets]
+    check_names_configured(names, publish_names, f"{where}.targets", "publish entry")
     return settings
 
-
-def _parse_tlp(text: str, key: str) -> Tlp:
-    try:
-        return Tlp.parse(text)
-    except ValueError as exc:
-        raise ConfigError(f"{key}: {exc}", key=key) from None

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from ..atoms import ATOM_TYPES
 from ..errors import ConfigError
-from ..settings import LineFinder, Settings, build_settings
+from ..settings import LineFinder, Settings, build_settings, check_names_configured, tlp_setting
 from ..tlp import Tlp
 from .rules import RULE_NAMES
 from .warninglists import WARNINGLIST_GROUPS
@@ -77,7 +77,7 @@ class SourcePolicy(Settings):
                 f"{where}.atom_types has unknown type {unknown[0]!r}; valid types: {', '.join(sorted(ATOM_TYPES))}",
                 key=f"{where}.atom_types",
             )
-        _parse_tlp(self.max_tlp, f"{where}.max_tlp")
+        tlp_setting(self.max_tlp, f"{where}.max_tlp")
         if not 0 <= self.weight <= 1:
             raise ConfigError(f"{where}.weight must be 0 to 1, got {self.weight}", key=f"{where}.weight")
         names = allow_names()
@@ -178,22 +178,9 @@ def build_trust_settings(
         ConfigError: naming the key of the first problem.
     """
     settings = build_settings(TrustSettings, data, where, lines)
-    known = set(source_names)
-    for index, policy in enumerate(settings.sources):
-        if policy.name not in known:
-            raise ConfigError(
-                f"{where}.sources[{index}] is for source {policy.name!r}, which is not configured; "
-                f"sources: {', '.join(sorted(known)) or 'none'}",
-                key=f"{where}.sources[{index}].name",
-            )
+    check_names_configured([entry.name for entry in settings.sources], source_names, f"{where}.sources", "source")
     return settings
 
-
-def _parse_tlp(text: str, key: str) -> Tlp:
-    try:
-        return Tlp.parse(text)
-    except ValueError as exc:
-        raise ConfigError(f"{key}: {exc}", key=key) from None
 
 
 def _check_limits(share: float | None, retired: int | None, where: str) -> None:
