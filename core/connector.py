@@ -1,4 +1,4 @@
-"""What every connector shares: its settings, its run context and its lifetime."""
+"""The base shared by every connector: its settings, its run context and its lifetime."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .timeutil import utcnow
 
 @dataclass
 class ConnectorContext:
-    """What the engine hands a connector besides its own settings."""
+    """Run context the engine gives a connector besides its own settings."""
 
     base_dir: Path
     """Folder that relative paths in the configuration are resolved against."""

@@ -423,8 +423,8 @@ def coalesce_pages(pages: Iterator[Page], min_items: int) -> Iterator[Page]:
     """Join consecutive pages until they hold ``min_items`` objects, so one transaction stores several.
 
     The joined page carries the last cursor any of its pages set, and is complete when its last page is.
-    Storing it in one transaction keeps the rule that a cursor is stored with everything before it; a
-    crash loses at most the pages of one joined page, which the source sends again. Commits cost tens of
+    Storing it in one transaction keeps the rule that a cursor is stored with everything before it. A
+    crash loses at most the pages of one joined page, and the source sends them again. Commits cost tens of
     milliseconds each, so a TAXII pull with 500-object pages spent a third of its time committing.
     """
     items: list[RawItem] = []

@@ -12,7 +12,7 @@ ROW_KEY_PREFIX = "stixbridge"
 
 @dataclass(frozen=True, slots=True)
 class Provenance:
-    """Where one report of an indicator came from."""
+    """The origin of one report of an indicator."""
 
     source: str
     """Name of the configured source, for example ``alliance-taxii``."""
@@ -31,9 +31,9 @@ class RawItem:
     raw_text: str | None = None
     """The original text, kept for the quarantine when the object is bad."""
     error: str | None = None
-    """Why the item could not be read, when ``obj`` is None."""
+    """The reason the item could not be read, when ``obj`` is None."""
     size: int = 0
-    """Size of the object's JSON text in bytes, when the source knows it."""
+    """Size of the object's JSON text in bytes, or 0 when the source did not measure it."""
     reason_code: str = "not-json"
     """Quarantine code when ``obj`` is None: ``not-json`` for unreadable text, ``invalid`` for a source item
     that could not be turned into STIX."""
@@ -88,14 +88,14 @@ class IndicatorRecord:
     provenance: Provenance
     atoms: list[AtomLink] = field(default_factory=list)
     composite_reason: str | None = None
-    """Why part or all of the pattern cannot be matched one atom at a time, or None."""
+    """The reason part or all of the pattern cannot be matched one atom at a time, or None."""
     window_start: datetime | None = None
     window_stop: datetime | None = None
     raw: dict[str, Any] | None = None
     raw_text: str | None = None
     """The object's JSON text as the source delivered it, stored instead of re-serialising ``raw``."""
     observed_direction: str | None = None
-    """``src`` when the pattern says the value was a source (MISP ``ip-src``), else None."""
+    """``src`` when the pattern marks the value as a source (MISP ``ip-src``), else None."""
     score_expiry: datetime | None = None
     """An expiry computed by the producer's scoring (MISP decay), used when there is no ``valid_until``."""
 
@@ -146,7 +146,7 @@ class AtomRow:
 
 @dataclass(frozen=True, slots=True)
 class DeliveredRow:
-    """What a sink was last sent for a row key; deletes are built from it."""
+    """The last version of a row sent to a sink, from which deletes are built."""
 
     key: str
     type: str
@@ -168,7 +168,7 @@ class Changes:
 
 @dataclass(slots=True)
 class PushResult:
-    """What a sink did with a batch of changes.
+    """The outcome of one batch of changes at a sink.
 
     Keys listed in ``failed`` are not recorded as delivered, so the next push sends them again.
     """

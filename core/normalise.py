@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_OBJECT_BYTES = 1_048_576
 
-# A custom property that sources set when their own scoring (MISP decay, say) estimates an expiry; the
-# store uses it when the producer states no valid_until, and it is never published as valid_until.
+# A custom property that sources set when their own scoring (MISP decay, for example) estimates an expiry.
+# The store uses it when the producer states no valid_until; it is never published as valid_until.
 SCORE_EXPIRY_PROPERTY = "x_stixbridge_score_expiry"
 
 # Object types STIX 2.0 and 2.1 define; anything else is custom and stored as it is.
@@ -64,7 +64,7 @@ _SIMPLE_PATTERN = re.compile(
 
 @dataclass
 class FeedContext:
-    """What the normaliser learns from a feed as it reads it: marking definitions and identities."""
+    """Facts the normaliser learns from a feed as it reads it: marking definitions and identities."""
 
     markings: dict[str, Tlp | None] = field(default_factory=dict)
     identities: dict[str, str] = field(default_factory=dict)
@@ -85,7 +85,7 @@ class Normalised:
 
 
 def spec_version_of(obj: Mapping[str, Any]) -> str:
-    """Return the STIX version of one object: its ``spec_version``, else 2.0 as STIX 2.1 says.
+    """Return the STIX version of one object: its ``spec_version``, else 2.0, as STIX 2.1 specifies.
 
     The version is decided per object, never per bundle, because real bundles mix versions.
     """

@@ -27,7 +27,7 @@ from .schema import migrate
 
 logger = logging.getLogger(__name__)
 
-# Largest raw text kept for one quarantined object; the rest is cut and the cut is said.
+# Maximum raw text kept for one quarantined object; longer text is cut, with a note of how much was cut.
 QUARANTINE_RAW_LIMIT = 65536
 _CHUNK = 5000  # rows per step of a pass over a large table
 _IN_CHUNK = 500  # ids per "IN (...)" lookup; SQLite allows 32766 parameters, smaller keeps plans cheap
@@ -203,8 +203,8 @@ class SqliteStore(Store):
             self._write_quarantine(quarantined, now_s)
             stats.quarantined = len(quarantined)
             self._set_cursor(cursor_name, cursor, now_s)
-            # The expiries just computed used these lifetimes; record them only when none are recorded,
-            # so that rows stored under other lifetimes are still recomputed by the next expire.
+            # The expiries just computed used these lifetimes. They are recorded only when none are, so rows
+            # stored under other lifetimes are still recomputed by the next expire.
             self.db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('lifetimes', ?)", (_lifetimes_fingerprint(lifetimes),)
             )
@@ -883,7 +883,7 @@ def sighting_dedup_key(record: SightingRecord, window_seconds: int = 3600) -> st
     """Return the key that makes repeated reads of the same hit one sighting.
 
     Hits of the same value, indicator and kind from the same reader within one time window (an hour by
-    default) are one sighting; the reader's own id is part of the key when it has one.
+    default) are one sighting. The reader's own id is part of the key when it has one.
     """
     window = int(record.seen_at.timestamp()) // window_seconds
     parts = [record.source, record.value, record.indicator_id or "", record.kind, str(window), record.external_id]
