@@ -24,7 +24,16 @@ from .store.sqlite import SqliteStore
 from .timeutil import utcnow
 from .trust.guard import GuardVerdict
 from .trust.layer import TrustLayer
-from .trust.review import APPLIED, REJECTED, close_review, last_cursor, review_source, set_status, staged_pages
+from .trust.review import (
+    APPLIED,
+    REJECTED,
+    close_review,
+    drop_staging,
+    last_cursor,
+    review_source,
+    set_status,
+    staged_pages,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -129,19 +138,29 @@ class Engine:
         self.trust.begin_pull()
         progress = Progress(f"pull {entry.name}")
 
-        if self.trust.needs_staging(entry.name):
-            # The blast-radius guard counts the whole pull before anything of it is stored.
+        judged = self.trust.needs_staging(entry.name)
+        if judged or source.land_first:
+            # The blast-radius guard counts the whole pull before anything of it is stored, and a source
+            # that lands first is read to its end before the slower normalising starts.
             stager = self.trust.stager(entry.name, self.clock(), self.config.engine.max_object_bytes)
+            landed = 0
             for page in coalesce_pages(source.pull(cursor), self.config.engine.transaction_objects):
                 stager.stage(page)
+                landed += len(page.items)
                 progress.advance(len(page.items))
-            if self.trust.judge(stager):
+            logger.info("Source %s: %d objects landed in the store; normalising them.", entry.name, landed)
+            if judged and self.trust.judge(stager):
                 counts["held_for_review"] = stager.review_id
                 progress.close()
                 return counts
+            if not judged:
+                stager.finish(None)
             for page in staged_pages(self.store, stager.review_id):
                 self._ingest_page(cursor_name, page.items, page.cursor, feed, counts)
-            close_review(self.store, stager.review_id, APPLIED, self.clock())
+            if judged:
+                close_review(self.store, stager.review_id, APPLIED, self.clock())
+            else:
+                drop_staging(self.store, stager.review_id)
         else:
             for page in coalesce_pages(source.pull(cursor), self.config.engine.transaction_objects):
                 self._ingest_page(cursor_name, page.items, page.cursor, feed, counts)

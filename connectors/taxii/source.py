@@ -48,6 +48,7 @@ class TaxiiSource(Source):
     kind = "taxii"
     sdk_modules = (("taxii2client", "taxii"),)
     settings_class = TaxiiSettings
+    land_first = True
     settings: TaxiiSettings
 
     def __init__(self, name: str, settings: TaxiiSettings, context: ConnectorContext) -> None:

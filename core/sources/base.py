@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterator
+from typing import ClassVar
 
 from ..connector import Connector
 from ..model import Page, Provenance, RawItem
@@ -16,6 +17,14 @@ class Source(Connector):
     left, stores each yielded page's objects and its cursor in one transaction, and stops early only on an
     exception. Override :meth:`fetch_by_id` when the source can return one object again by id (TAXII's
     ``match[id]``); the engine calls it for ``stixbridge refetch`` and when a sighting hits expired intel.
+    """
+
+    land_first: ClassVar[bool] = False
+    """True when the engine reads a whole pass into the store before normalising any of it.
+
+    A remote source whose paging tokens expire sets it: medallion drops a ``next`` token after 30
+    seconds, and normalising a large page between two requests can take longer. Landing also releases
+    the server sooner. The cursor still moves only as each landed page is stored.
     """
 
     @abstractmethod

@@ -59,6 +59,7 @@ class TrustLayer:
 
     def judge(self, stager: review.Stager) -> str | None:
         """Decide a staged pull: return why it is held, or None; the review row records the outcome."""
+        stager.count()
         share, retired = self.settings.change_limits(stager.source)
         reason = stager.change.over_limits(share, retired, self.settings.review_min_live)
         stager.finish(reason)

@@ -1,10 +1,13 @@
 """The blast-radius guard: a pull that would change too much of a source at once is held for review.
 
 When a source's live set is large enough to protect, its pull is first staged: each page's raw items and
-cursor go to ``review_pages`` while the change is counted (indicators added and removed, atoms retired).
-Within the limits the staged pages are stored at once, in order, each with its cursor. Beyond them the
+cursor go to ``review_pages``, and then the change is counted (indicators added and removed, atoms
+retired). Within the limits the staged pages are stored at once, in order, each with its cursor. Beyond them the
 pull is held: nothing is stored, the source is not pulled again, and ``stixbridge review approve ID``
 stores the staged pages or ``stixbridge review reject ID`` drops them and moves the cursor past them.
+
+The engine also stages, without counting, every pull of a source that reads its whole pass first
+(``Source.land_first``); such a staging leaves no review row once its pages are stored.
 """
 
 from __future__ import annotations
@@ -98,22 +101,30 @@ class Stager:
         self._seq = 0
 
     def _drop_leftovers(self) -> None:
-        """Remove pages of a staging that a crash interrupted; its source is pulled again from its cursor."""
+        """Remove pages that a crash left while staging or storing, so the source is pulled again from its cursor.
+
+        Each stored page moved the cursor past itself, so the pages left are exactly those a new pull
+        fetches again.
+        """
         stale = [row[0] for row in self.store.db.execute(
-            "SELECT review_id FROM reviews WHERE source = ? AND status = ?", (self.source, STAGING)
+            "SELECT review_id FROM reviews WHERE source = ? AND status IN (?, ?)", (self.source, STAGING, APPROVED)
         )]  # fmt: skip
         for review_id in stale:
             self.store.db.execute("DELETE FROM review_pages WHERE review_id = ?", (review_id,))
             self.store.db.execute("DELETE FROM reviews WHERE review_id = ?", (review_id,))
 
     def stage(self, page: Page) -> None:
-        """Keep one page for later and count its changes."""
+        """Keep one page for later, without normalising it."""
         self.store.db.execute(
             "INSERT INTO review_pages (review_id, seq, cursor, items) VALUES (?, ?, ?, ?)",
-            (self.review_id, self._seq, page.cursor, json.dumps([_encode_item(i) for i in page.items])),
+            (self.review_id, self._seq, page.cursor, _encode_page(page.items)),
         )
         self._seq += 1
-        self._count(page.items)
+
+    def count(self) -> None:
+        """Count what the staged pages would change, reading them back one page at a time."""
+        for page in staged_pages(self.store, self.review_id):
+            self._count(page.items)
 
     def _count(self, items: list[RawItem]) -> None:
         newest: dict[str, Any] = {}
@@ -182,6 +193,18 @@ def close_review(store: SqliteStore, review_id: int, status: str, now: datetime)
         raise
 
 
+def drop_staging(store: SqliteStore, review_id: int) -> None:
+    """Remove a staging that was never a review, once its pages are stored."""
+    store.db.execute("BEGIN IMMEDIATE")
+    try:
+        store.db.execute("DELETE FROM review_pages WHERE review_id = ?", (review_id,))
+        store.db.execute("DELETE FROM reviews WHERE review_id = ?", (review_id,))
+        store.db.execute("COMMIT")
+    except BaseException:
+        store.db.execute("ROLLBACK")
+        raise
+
+
 def set_status(store: SqliteStore, review_id: int, status: str) -> None:
     """Set the status of a review."""
     store.db.execute("UPDATE reviews SET status = ? WHERE review_id = ?", (status, review_id))
@@ -232,6 +255,11 @@ def _stored_ids(store: SqliteStore, ids: list[str]) -> dict[str, int]:
         ):
             found[indicator_id] = int(atoms)
     return found
+
+
+def _encode_page(items: list[RawItem]) -> str:
+    # Compact, and without the circular check, because staged objects come from JSON, which has no cycles.
+    return json.dumps([_encode_item(i) for i in items], separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 
 def _encode_item(item: RawItem) -> list[Any]:
