@@ -157,8 +157,16 @@ def _scalar(value: Any, hint: Any, key: str, line: int | None) -> Any:
         return value
     else:
         raise ConfigError(f"{key} has an unsupported type {hint!r} in its settings class", key=key)
-    expected = getattr(hint, "__name__", str(hint))
-    raise ConfigError(f"{key} must be of type {expected}, got {value!r}", key=key, line=line)
+    raise ConfigError(f"{key} must be {_TOML_KINDS[hint]}, got {value!r}", key=key, line=line)
+
+
+# How each scalar type is written in TOML, for error messages read by people editing the file.
+_TOML_KINDS = {
+    bool: "true or false (without quotes)",
+    int: "a whole number (for example 500, without quotes)",
+    float: "a number (for example 0.5, without quotes)",
+    str: 'a string in quotes (for example "value")',
+}
 
 
 def _secret(value: Any, key: str, line: int | None) -> Secret:

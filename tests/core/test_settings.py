@@ -35,9 +35,9 @@ def test_settings_unknown_key_named_with_line():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"limit": "5"}, "sinks.limit must be of type int"),
-        ({"limit": True}, "sinks.limit must be of type int"),
-        ({"verify_tls": "no"}, "sinks.verify_tls must be of type bool"),
+        ({"limit": "5"}, "sinks.limit must be a whole number"),
+        ({"limit": True}, "sinks.limit must be a whole number"),
+        ({"verify_tls": "no"}, "sinks.verify_tls must be true or false"),
         ({"mode": "c"}, "expected one of 'a', 'b'"),
         ({"tags": "x"}, "sinks.tags must be a list"),
     ],

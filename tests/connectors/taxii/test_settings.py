@@ -201,7 +201,7 @@ def test_configuration_error_names_key_and_line(tmp_path: Path) -> None:
     config_path = tmp_path / "stixbridge.toml"
     config_path.write_text(f'[[sources]]\nkind = "taxii"\nurl = "{URL}"\nlimit = "many"\n', encoding="utf-8")
 
-    with pytest.raises(ConfigError, match="limit must be of type int, got 'many'") as caught:
+    with pytest.raises(ConfigError, match="limit must be a whole number \\(for example 500, without quotes\\), got 'many'") as caught:
         load_config(config_path)
 
     assert caught.value.line == 4

@@ -54,7 +54,7 @@ def test_trust_source_policy_is_read(tmp_path):
         ({"sources": [{"name": "alliance", "min_confidence": 101}]}, "min_confidence must be 0 to 100"),
         ({"sources": [{"name": "alliance", "atom_types": ["ip"]}]}, "unknown type 'ip'"),
         ({"sources": [{"name": "alliance", "allow": ["everything"]}]}, "unknown name 'everything'"),
-        ({"sources": [{"name": "alliance", "weight": "high"}]}, "must be of type float"),
+        ({"sources": [{"name": "alliance", "weight": "high"}]}, "must be a number"),
         ({"warninglists": {"cdns": "off"}}, "unknown group 'cdns'"),
         ({"warninglists": {"cdn": "drop"}}, "must be one of quarantine, label, off"),
         ({"max_change_share": 0}, "max_change_share must be above 0"),
