@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from .config import Config, find_config, load_config
 from .engine import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Engine, RunSummary
 from .errors import ConfigError, MissingExtraError, NotFoundError, StixbridgeError
 from .store.sqlite import SqliteStore
-from .timeutil import utcnow
+from .timeutil import format_timestamp, from_epoch, utcnow
 
 logger = logging.getLogger("stixbridge")
 
@@ -104,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     qlist = _add_command(qsub, "list", help="list quarantined objects")
     qlist.add_argument("--all", action="store_true", help="include released objects")
     qlist.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
-    qshow = _add_command(qsub, "show", help="print the raw text of one quarantined object")
+    qshow = _add_command(qsub, "show", help="print one quarantined object: why, when, from where, and its raw text")
     qshow.add_argument("qid", type=int, help="quarantine row number from 'stixbridge quarantine list'")
+    qshow.add_argument("--raw", action="store_true", help="print only the raw text, for example to pipe it to jq")
     qrelease = _add_command(
         qsub, "release", help="release a quarantined object; one the trust guard held is stored now"
     )
@@ -158,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging("INFO", args.quiet)
     try:
         return _dispatch(args)
+    except BrokenPipeError:
+        # The reader (head, less) closed the pipe; point stdout at nothing so the exit flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -292,17 +298,27 @@ def _quarantine(engine: Engine, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rows, indent=2, default=str))
         else:
+            if rows:
+                print(f"{'QID':>6}  {'STATUS':<9} {'SOURCE':<16} {'CODE':<10} OBJECT  REASON")
             for row in rows:
                 print(f"{row['qid']:>6}  {row['status']:<9} {row['source']:<16} {row['reason_code']:<10} "
                       f"{row['object_id'] or '-'}  {row['reason']}")  # fmt: skip
             print(f"{len(rows)} quarantined objects shown")
         return EXIT_OK
     if args.action == "show":
-        raw = store.quarantine_raw(args.qid)
-        if raw is None:
+        entry = store.quarantine_entry(args.qid)
+        if entry is None:
             print(f"no quarantined object with id {args.qid}; see 'stixbridge quarantine list'", file=sys.stderr)
             return EXIT_CONFIG
-        print(raw)
+        entry["at"] = format_timestamp(from_epoch(entry["at"]))
+        if args.json:
+            print(json.dumps(entry, indent=2, default=str))
+        elif args.raw:
+            print(entry["raw"])
+        else:
+            for name in ("qid", "status", "source", "collection", "object_id", "reason_code", "at", "reason"):
+                print(f"{name}: {entry[name] if entry[name] is not None else '-'}")
+            print(f"raw:\n{entry['raw']}")
         return EXIT_OK
     from .quarantine import release
 

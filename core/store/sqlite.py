@@ -780,6 +780,12 @@ class SqliteStore(Store):
         row = self.db.execute("SELECT raw FROM quarantine WHERE qid = ?", (qid,)).fetchone()
         return None if row is None else row[0]
 
+    def quarantine_entry(self, qid: int) -> dict[str, Any] | None:
+        """Return one quarantine row with its raw text, or None when there is no such row."""
+        names = ("qid", "source", "collection", "object_id", "reason_code", "reason", "at", "status", "raw")
+        row = self.db.execute(f"SELECT {', '.join(names)} FROM quarantine WHERE qid = ?", (qid,)).fetchone()
+        return None if row is None else dict(zip(names, row, strict=True))
+
     def mark_quarantine(self, qid: int, status: str, now: datetime) -> bool:
         """Set a quarantine row's status (``released``); return False when no such row exists."""
         cursor = self.db.execute(

@@ -109,3 +109,41 @@ def test_cli_unknown_quarantine_row_is_usage_error(tmp_path, capsys):
     config = _config(tmp_path, '[engine]\nstate = "s.db"\n')
     assert main(["--config", config, "quarantine", "show", "99"]) == 2
     assert "no quarantined object with id 99" in capsys.readouterr().err
+
+
+def _quarantined_one(tmp_path):
+    feed = tmp_path / "feed.json"
+    bad = indicator(1, "[ipv4-addr:value = ")
+    write_bundle(feed, [bad])
+    config = _config(tmp_path, f'[engine]\nstate = "s.db"\n[[sources]]\nname = "a"\nkind = "file"\npath = "{feed}"\n')
+    assert main(["--config", config, "-q", "pull"]) == 1
+    return config, bad
+
+
+def test_quarantine_list_has_header(tmp_path, capsys):
+    config, _ = _quarantined_one(tmp_path)
+    capsys.readouterr()
+
+    assert main(["--config", config, "quarantine", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["QID", "STATUS", "SOURCE", "CODE", "OBJECT", "REASON"]
+    assert lines[1].split()[:4] == ["1", "held", "a", "pattern"]
+
+
+def test_quarantine_show_metadata_and_raw(tmp_path, capsys):
+    config, bad = _quarantined_one(tmp_path)
+    capsys.readouterr()
+
+    assert main(["--config", config, "quarantine", "show", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"object_id: {bad['id']}" in out
+    assert "reason_code: pattern" in out
+    assert "reason: " in out
+
+    assert main(["--config", config, "quarantine", "show", "1", "--raw"]) == 0
+    assert json.loads(capsys.readouterr().out) == bad
+
+    assert main(["--config", config, "quarantine", "show", "1", "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)
+    assert entry["status"] == "held"
+    assert json.loads(entry["raw"]) == bad
