@@ -447,16 +447,20 @@ def coalesce_pages(pages: Iterator[Page], min_items: int) -> Iterator[Page]:
     milliseconds each, so a TAXII pull with 500-object pages spent a third of its time committing.
     """
     items: list[RawItem] = []
+    bodies: list[str] | None = []
     cursor: str | None = None
     complete = False
     for page in pages:
         items.extend(page.items)
+        if bodies is not None and page.items:
+            # The joined page keeps its bodies only when each of its pages came with them.
+            bodies = bodies + list(page.bodies) if page.bodies else None
         if page.cursor is not None:
             cursor = page.cursor
         complete = page.complete
         if len(items) >= min_items or complete:
-            yield Page(items, cursor=cursor, complete=complete)
-            items, cursor, complete = [], None, False
+            yield Page(items, cursor=cursor, complete=complete, bodies=tuple(bodies or ()))
+            items, bodies, cursor, complete = [], [], None, False
     if items or cursor is not None:
-        yield Page(items, cursor=cursor, complete=complete)
+        yield Page(items, cursor=cursor, complete=complete, bodies=tuple(bodies or ()))
 

@@ -79,6 +79,8 @@ class TaxiiResponse:
     body: Any
     size: int
     """Body size in bytes."""
+    content: bytes = b""
+    """The body as received."""
 
 
 class TaxiiAuth(requests.auth.AuthBase):
@@ -257,7 +259,7 @@ class TaxiiHttp:
         status = response.status_code
         if 200 <= status < 300:
             body = self._decode(response, accept)
-            return TaxiiResponse(response.url, status, response.headers, body, len(response.content))
+            return TaxiiResponse(response.url, status, response.headers, body, len(response.content), response.content)
         if status in RETRY_STATUSES:
             retry_after = retry_after_seconds(response.headers.get("Retry-After"), response.headers.get("Date"))
             raise _RetryableFailure(

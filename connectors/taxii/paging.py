@@ -42,6 +42,8 @@ class FetchedPage:
     size: int
     """Body size in bytes."""
     date_added_last: str | None
+    content: bytes = b""
+    """The body as received, whose ``objects`` array ``objects`` was read from."""
 
 
 @dataclass
@@ -183,7 +185,7 @@ class Taxii21Pager(Pager):
                 raise
 
             objects, more, next_token = self._read_envelope(response)
-            page = FetchedPage(objects, response.url, response.size, self._date_added_last(response))
+            page = FetchedPage(objects, response.url, response.size, self._date_added_last(response), response.content)
             signature = (next_token, page.date_added_last, len(objects), _object_key(objects, 0),
                          _object_key(objects, -1))  # fmt: skip
             if signature == previous:
@@ -305,7 +307,7 @@ class Taxii20Pager(Pager):
 
             objects = self._read_bundle(response)
             content_range = response.headers.get("Content-Range")
-            page = FetchedPage(objects, response.url, response.size, self._date_added_last(response))
+            page = FetchedPage(objects, response.url, response.size, self._date_added_last(response), response.content)
             signature = (len(objects), _object_key(objects, 0), _object_key(objects, -1), page.date_added_last)
             if objects and signature == previous:
                 self._stop(f"the server sent the same objects for range {headers['Range']!r} again")

@@ -114,7 +114,8 @@ class TaxiiSource(Source):
             for fetched in pager.pages():
                 if pending_page is not None:
                     yield pending_page
-                pending_page = Page(self._items(fetched.objects, fetched.url, fetched.size, collection))
+                items = self._items(fetched.objects, fetched.url, fetched.size, collection)
+                pending_page = Page(items, bodies=_body_text(fetched.content, items))
 
             result = pager.result
             self.passes.append((collection, result))
@@ -244,6 +245,16 @@ class TaxiiSource(Source):
                                      f"stopped early: {pager.result.stop_reason}")  # fmt: skip
         logger.info("%s: fetched %d versions of %s.", self.owner, len(items), object_id)
         return items
+
+
+def _body_text(content: bytes, items: list[RawItem]) -> tuple[str, ...]:
+    """Return the page body for landing, or nothing when it is not UTF-8 (the engine then encodes the items)."""
+    if not items:
+        return ()
+    try:
+        return (content.decode("utf-8"),)
+    except UnicodeDecodeError:
+        return ()
 
 
 def decode_cursor(cursor: str | None, owner: str) -> dict[str, str]:

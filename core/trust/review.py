@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from ..errors import StixbridgeError
 from ..model import Page, Provenance, RawItem
 from ..normalise import FeedContext, normalise_item
 from ..store.sqlite import SqliteStore
@@ -117,7 +118,7 @@ class Stager:
         """Keep one page for later, without normalising it."""
         self.store.db.execute(
             "INSERT INTO review_pages (review_id, seq, cursor, items) VALUES (?, ?, ?, ?)",
-            (self.review_id, self._seq, page.cursor, _encode_page(page.items)),
+            (self.review_id, self._seq, page.cursor, _encode_page(page)),
         )
         self._seq += 1
 
@@ -167,7 +168,7 @@ def staged_pages(store: SqliteStore, review_id: int) -> Iterator[Page]:
         cursor, items = store.db.execute(
             "SELECT cursor, items FROM review_pages WHERE review_id = ? AND seq = ?", (review_id, seq)
         ).fetchone()
-        yield Page([_decode_item(i) for i in json.loads(items)], cursor=cursor)
+        yield Page(_decode_page(items), cursor=cursor)
 
 
 def last_cursor(store: SqliteStore, review_id: int) -> str | None:
@@ -257,16 +258,71 @@ def _stored_ids(store: SqliteStore, ids: list[str]) -> dict[str, int]:
     return found
 
 
-def _encode_page(items: list[RawItem]) -> str:
+def _encode_page(page: Page) -> str:
+    """Encode a page's items for ``review_pages``, keeping the source's own JSON text when it has it."""
+    if page.bodies:
+        return _encode_with_bodies(page.items, page.bodies)
     # Compact, and without the circular check, because staged objects come from JSON, which has no cycles.
-    return json.dumps([_encode_item(i) for i in items], separators=(",", ":"), ensure_ascii=False, check_circular=False)
+    return json.dumps(
+        [_encode_item(i) for i in page.items], separators=(",", ":"), ensure_ascii=False, check_circular=False
+    )
+
+
+def _encode_with_bodies(items: list[RawItem], bodies: tuple[str, ...]) -> str:
+    """Join the bodies as they are, with what the items add to their objects (provenance, size, errors).
+
+    Each body is a JSON text already, so the joined text is JSON without encoding any object again;
+    this halves the time a page takes to land.
+    """
+    provenances: dict[Provenance, int] = {}
+    rows: list[list[Any]] = []
+    for item in items:
+        index = provenances.setdefault(item.provenance, len(provenances))
+        if item.obj is None:
+            rows.append([index, item.size, item.raw_text, item.error, item.reason_code])
+        else:
+            rows.append([index, item.size])
+    meta = {"provenances": [[p.source, p.collection, p.created_by] for p in provenances], "items": rows}
+    return '{"meta":' + json.dumps(meta, separators=(",", ":")) + ',"bodies":[' + ",".join(bodies) + "]}"
+
+
+def _decode_page(text: str) -> list[RawItem]:
+    """Decode what :func:`_encode_page` stored.
+
+    Raises:
+        StixbridgeError: the stored bodies do not hold one object per item, so the staged page is damaged.
+    """
+    data = json.loads(text)
+    if isinstance(data, list):
+        return [_decode_item(i) for i in data]
+
+    provenances = [Provenance(*p) for p in data["meta"]["provenances"]]
+    rows = data["meta"]["items"]
+    objects = [obj for body in data["bodies"] if isinstance(body, dict) for obj in body.get("objects") or []]
+    if len(objects) != len(rows):
+        raise StixbridgeError(
+            f"a staged page lists {len(rows)} items but its bodies hold {len(objects)} objects; "
+            "reject its review ('stixbridge review reject') or pull the source again"
+        )
+    items = []
+    for row, obj in zip(rows, objects, strict=True):
+        provenance = provenances[row[0]]
+        if len(row) > 2:
+            items.append(RawItem(None, provenance, raw_text=row[2], error=row[3], size=row[1], reason_code=row[4]))
+        else:
+            items.append(RawItem(obj, provenance, size=row[1]))
+    return items
 
 
 def _encode_item(item: RawItem) -> list[Any]:
     p = item.provenance
-    return [item.obj, p.source, p.collection, p.created_by, item.raw_text, item.error, item.size]
+    return [item.obj, p.source, p.collection, p.created_by, item.raw_text, item.error, item.size, item.reason_code]
 
 
 def _decode_item(data: list[Any]) -> RawItem:
-    obj, source, collection, created_by, raw_text, error, size = data
-    return RawItem(obj, Provenance(source, collection, created_by), raw_text=raw_text, error=error, size=size)
+    obj, source, collection, created_by, raw_text, error, size = data[:7]
+    reason_code = data[7] if len(data) > 7 else "not-json"
+    return RawItem(
+        obj, Provenance(source, collection, created_by), raw_text=raw_text, error=error, size=size,
+        reason_code=reason_code,
+    )  # fmt: skip

@@ -161,6 +161,22 @@ def test_utf16_body_decoded() -> None:
 
     assert error is None
     assert pages[0].items[0].obj == indicator(0, name="ü")
+    # Landing cannot keep a UTF-16 text as it is, so the engine encodes the decoded objects instead.
+    assert pages[0].bodies == ()
+
+
+def test_utf8_body_kept_for_landing() -> None:
+    with fake_taxii_server() as fake:
+        taxii21_layout(fake, [{"id": COLLECTION, "title": "A"}])
+        body = json.dumps({"objects": [indicator(0, name="ü"), indicator(1)]}, ensure_ascii=False).encode()
+        fake.route(OBJECTS, Reply(body=body))
+        source = make_source(f"{fake.base}/taxii2/")
+
+        pages, error = run_pull(source)
+
+    assert error is None
+    assert pages[0].bodies == (body.decode(),)
+    assert [item.obj for item in pages[0].items] == [indicator(0, name="ü"), indicator(1)]
 
 
 # -- rate limits and retries --------------------------------------------------------------------------------
