@@ -290,12 +290,15 @@ class Outbox:
         target = publisher.name
         self._reconcile(publisher, counts, now)
 
+        # Each row goes out at most once per call: an object the target rejects now waits for the next run.
+        tried: set[str] = set()
         while True:
-            batch = self._next_batch(target)
+            batch = self._next_batch(target, tried)
             if not batch:
                 break
             counts.queued += len(batch)
             object_ids = [object_id for object_id, _, _ in batch]
+            tried.update(object_ids)
             self._mark(target, object_ids, "sending", None, now)
             objects = [json.loads(payload) for _, _, payload in batch]
             try:
@@ -377,12 +380,13 @@ class Outbox:
             return None
         return stored
 
-    def _next_batch(self, target: str) -> list[tuple[str, str, str]]:
+    def _next_batch(self, target: str, tried: set[str]) -> list[tuple[str, str, str]]:
         rows = self.store.db.execute(
             "SELECT object_id, object_type, modified, payload FROM outbox WHERE target = ? AND "
             "(status = 'pending' OR (status = 'failed' AND attempts < ?)) ORDER BY object_id",
             (target, self.settings.max_attempts),
         ).fetchall()
+        rows = [row for row in rows if row[0] not in tried]
         rows.sort(key=lambda r: (_TYPE_ORDER.get(r[1], 2), r[0]))
         return [(object_id, modified, payload) for object_id, _, modified, payload in rows[:SEND_BATCH]]
 

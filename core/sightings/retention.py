@@ -61,8 +61,6 @@ def prune(store: SqliteStore, settings: SharingSettings, now: datetime) -> Prune
     old = [row[0] for row in store.db.execute(
         "SELECT object_id FROM sighting_windows WHERE window_start < ?", (start,)
     )]  # fmt: skip
-    if not old:
-        return counts
 
     rows: list[_OutboxRow] = []
     for chunk in iter_chunks(old, _CHUNK):
@@ -89,6 +87,8 @@ def prune(store: SqliteStore, settings: SharingSettings, now: datetime) -> Prune
         store.db.execute("ROLLBACK")
         raise
 
+    if not (counts.windows or counts.records or counts.outbox_rows or counts.kept_unsettled):
+        return counts
     logger.info(
         "Sightings retention (keep_days = %d): deleted %d windows, %d hits and %d outbox rows; kept %d old "
         "windows whose objects may still be sent.",

@@ -271,3 +271,18 @@ def test_send_without_sending_rows_reads_nothing(tmp_path):
 
     assert target.reads == []
     assert counts == PublishCounts(queued=4, published=4, by_type=counts.by_type)
+
+
+def test_rejected_object_sent_once_per_call(tmp_path):
+    target = ReadableFakePublisher()
+    engine = build_rows(tmp_path, target)
+    rejected = next(object_id for object_id in statuses(engine) if object_id.startswith("sighting--"))
+    target.reject_ids.add(rejected)
+
+    counts = outbox_of(engine).send(target, NOW)
+
+    assert posted_ids(target).count(rejected) == 1
+    assert counts.failed == 1
+    (row,) = [row for row in outbox_of(engine).rows() if row["object_id"] == rejected]
+    assert row["status"] == "failed"
+    assert row["attempts"] == 1
