@@ -208,9 +208,8 @@ class TaxiiPublisher(Connector):
         """Read objects back from the collection and return the versions it stores of each.
 
         The outbox calls this before it sends again objects whose earlier POST may have reached the
-        server. Versions are the ``modified`` (or ``created``) strings as the server returns them; an id
-        the collection does not store is absent, and an object without either timestamp maps to an
-        empty set.
+        server. Versions are the ``modified`` (or ``created``) strings as the server returns them. An id
+        the collection does not store is absent. An object without either timestamp maps to an empty set.
 
         Raises:
             RemoteRejectedError: the collection does not allow reading, or the server refused the request.

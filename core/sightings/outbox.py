@@ -7,8 +7,9 @@ States of one row (one object id at one target; a newer version replaces the row
   visible. A row stays here when its fate is unknown: the process died before the outcome was
   committed, or the request failed after it may have reached the target. The next :meth:`Outbox.send`
   first asks the publisher which of these (id, version) the target stores (:class:`VersionReader`):
-  those become ``published`` without a second request, the rest are sent again. A publisher that
-  cannot answer gets them all again; TAXII treats a repeat of the same id and version as a no-op.
+  those become ``published`` without a second request, and the rest are sent again. When the target
+  cannot be read back, all of them are sent again. That is safe, because TAXII treats a repeat of the
+  same id and version as a no-op.
 - ``published``: the target accepted it (or reported it pending on its side).
 - ``refused``: our policy keeps it here: its TLP is above what the target may receive, or it is
   TLP:AMBER+STRICT or TLP:RED, which never leave. Re-checked when the target's policy changes.
@@ -282,9 +283,9 @@ class Outbox:
 
         Raises:
             StixbridgeError: the publisher failed for the whole call (configuration, authentication,
-                transport). When the error proves the target stored nothing (a configuration error, or
-                a 401, 403 or 404 rejection), the objects of the call go back to ``pending``; after any
-                other error they stay ``sending`` for the next send to reconcile. The reason holds the error.
+                transport). A configuration error or a 401, 403 or 404 rejection proves the target
+                stored nothing, so the objects of the call go back to ``pending``. After any other error
+                they stay ``sending``, and the next send reconciles them. The row's reason contains the error.
         """
         counts = PublishCounts()
         target = publisher.name

@@ -94,8 +94,8 @@ class SharingSettings(Settings):
     max_attempts: int = 5
     """Publishing an object the target rejected is tried this many times, then it stays failed."""
     keep_days: int = 90
-    """Days a window is kept after it ends; then it is deleted with its hits and settled outbox rows, and
-    new hits that fall in a window this old are dropped when read."""
+    """Days a window is kept after it ends. Then it is deleted with its hits and settled outbox rows, and
+    later hits in a window this old are dropped when read."""
     targets: list[PublishTarget] = field(default_factory=list)
 
     def validate(self, where: str) -> None:

@@ -121,7 +121,7 @@ def test_crash_after_post_not_posted_again(tmp_path: Path, server: MedallionServ
     assert stored_once(publisher, ids)
 
 
-def test_crash_then_sync_publishes_new_hits_only(tmp_path: Path, server: MedallionServer,
+def test_crash_then_sync_confirms_all(tmp_path: Path, server: MedallionServer,
                                                  posted: Counter[str]) -> None:  # fmt: skip
     engine, publisher, ids = crashed_send(tmp_path, server)
 

@@ -96,7 +96,7 @@ def test_reconcile_resends_older_version(tmp_path):
     target = ReadableFakePublisher()
     engine = build_rows(tmp_path, target)
     crash_after_store(engine, target)
-    # The server holds the sighting only at an earlier version: ours is not there yet.
+    # The server stores the sighting only at an earlier version: ours is not there yet.
     key = next(key for key in target.held if key[0].startswith("sighting--"))
     target.held[(key[0], "2024-06-15T11:00:00.000Z")] = target.held.pop(key)
 
