@@ -1,16 +1,19 @@
 """Retention of sightings: old windows, their hits and settled outbox rows are deleted, late hits dropped."""
 
+import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from stixbridge.cli import main
 from stixbridge.engine import EXIT_OK, RunSummary
 from stixbridge.errors import ConfigError
 from stixbridge.model import SightingRecord
 from stixbridge.sightings.loop import outbox_of
 from stixbridge.sightings.retention import prune, retention_start
 from stixbridge.sightings.settings import SharingSettings, build_sharing_settings
+from tests.core.helpers import indicator
 from tests.core.sightings.loop_fixtures import NOW, make_loop, write_sightings
 
 TARGET = "alliance-taxii"
@@ -259,3 +262,41 @@ def test_status_and_list_after_pruning(tmp_path):
     assert summary["outbox"] == {TARGET: {"published": 2}}
     assert {row["type"] for row in rows} == {"identity", "marking-definition"}
     assert engine.store.status(clock[0])["sightings"] == {}
+
+
+def test_cli_sync_drops_hits_older_than_keep_days(tmp_path, capsys):
+    feed = tmp_path / "feed.json"
+    feed.write_text(json.dumps({"type": "bundle", "id": "bundle--1", "objects": [
+        indicator(1, "[domain-name:value = 'c2.example.com']")]}), encoding="utf-8")  # fmt: skip
+    # The CLI runs on the wall clock: one hit from today, one from three days ago.
+    now = datetime.now(UTC)
+    write_sightings(tmp_path / "sightings.jsonl", [
+        {"value": "c2.example.com", "time": (now - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")},
+        {"value": "c2.example.com", "time": (now - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")},
+    ])  # fmt: skip
+    config = tmp_path / "stixbridge.toml"
+    config.write_text(
+        f'[engine]\nstate = "s.db"\nlifetimes = {{ default = 0, domain = 0 }}\n'
+        f'[[sources]]\nname = "alliance"\nkind = "file"\npath = "{feed}"\n'
+        '[[sightings]]\nname = "local"\nkind = "file"\npath = "sightings.jsonl"\n'
+        '[sharing]\nkeep_days = 1\n'
+        '[[trust.sources]]\nname = "alliance"\nallow = ["documentation"]\n',
+        encoding="utf-8",
+    )
+
+    assert main(["--config", str(config), "--json", "sync"]) == EXIT_OK
+    out = json.loads(capsys.readouterr().out)
+
+    assert out["sightings"]["read"]["local"] == {"records": 2, "new": 1, "too_old": 1}
+    assert out["sightings"]["matched"] == 1
+    assert main(["--config", str(config), "--json", "status"]) == EXIT_OK
+    status = json.loads(capsys.readouterr().out)
+    assert status["sightings"]["aggregates"] == {"sighting": 1}
+
+
+def test_cli_rejects_keep_days_of_zero(tmp_path, capsys):
+    config = tmp_path / "stixbridge.toml"
+    config.write_text('[engine]\nstate = "s.db"\n[sharing]\nkeep_days = 0\n', encoding="utf-8")
+
+    assert main(["--config", str(config), "config", "check"]) != EXIT_OK
+    assert "sharing.keep_days must be at least 1 (days), got 0" in capsys.readouterr().err
