@@ -132,6 +132,8 @@ def refusal(level: Tlp, target: PublishTarget) -> str | None:
 
 def _nothing_stored(exc: BaseException) -> bool:
     """Tell whether a publish call that raised ``exc`` cannot have stored any of its objects."""
+    # NOTE: a publisher that splits a call into several requests may raise a 401 or 403 after an earlier
+    # request was stored; those objects go back to pending and are sent again, a no-op for TAXII.
     if isinstance(exc, ConfigError):
         return True
     return isinstance(exc, RemoteRejectedError) and exc.status in NOTHING_STORED_STATUSES
@@ -308,7 +310,7 @@ class Outbox:
                 if _nothing_stored(exc):
                     self._mark(target, object_ids, "pending", f"not sent: {exc}", now)
                 else:
-                    self._mark(target, object_ids, "sending", _unknown_reason(str(exc)), now)
+                    self._mark(target, object_ids, "sending", _unknown_reason(str(exc) or type(exc).__name__), now)
                 raise
             self._record(target, batch, result, counts, now)
 

@@ -57,6 +57,7 @@ def test_crash_after_store_is_confirmed_not_resent(tmp_path, caplog):
     engine = build_rows(tmp_path, target)
     crash_after_store(engine, target)
     assert set(statuses(engine).values()) == {"sending"}
+    assert all("may have reached the target (Killed)" in row["reason"] for row in outbox_of(engine).rows())
     assert len(target.held) == 4
 
     with caplog.at_level(logging.INFO, logger="stixbridge.sightings.outbox"):
