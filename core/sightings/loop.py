@@ -44,9 +44,10 @@ def read_sightings(engine: Engine, summary: RunSummary, errors: tuple[type[BaseE
         except errors as exc:
             logger.error("Sightings reader %s failed: %s", entry.name, exc)
             summary.failures.append(f"sightings {entry.name}: {exc}")
-        report["read"][entry.name] = {"records": total, "new": new, "too_old": too_old}
+        report["read"][entry.name] = {"records": total, "new": new}
         logger.info("Sightings reader %s: %d records, %d new.", entry.name, total, new)
         if too_old:
+            report["read"][entry.name]["too_old"] = too_old
             logger.warning(
                 "Sightings reader %s: dropped %d records seen in windows older than keep_days = %d in [sharing].",
                 entry.name, too_old, engine.config.sharing.keep_days,

@@ -243,6 +243,7 @@ def test_recent_hits_still_published_after_pruning(tmp_path):
     summary = engine.sync()
 
     assert summary.exit_code() == EXIT_OK
+    assert summary.extra["sightings"]["read"]["local"] == {"records": 1, "new": 1}
     sightings = target.of_type("sighting")
     assert len(sightings) == 2
     assert len({s["id"] for s in sightings}) == 2
