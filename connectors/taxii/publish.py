@@ -5,6 +5,10 @@ Objects are sent in envelopes (TAXII 2.1) or bundles (TAXII 2.0) kept under the 
 ``poll_timeout`` passes. A failure for an object the server already stores with the same id and version
 counts as a success. TAXII treats such a repeat as a no-op but medallion 3.0.0 reports it as a failure,
 so the publisher reads the failed objects back to tell the two apart.
+
+A POST that fails with a transient error (timeout, reset connection, 5xx after retries) may still have
+been stored, so its objects get the outcome ``unknown``; :meth:`TaxiiPublisher.stored_versions` lets
+the outbox read them back before it sends them again.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .settings import TaxiiPublishSettings
 
 logger = logging.getLogger(__name__)
 
-State = Literal["success", "failure", "pending"]
+State = Literal["success", "failure", "pending", "unknown"]
 # Objects read back per request when checking failures.
 READ_BACK_BATCH = 50
 # Rejections that mean the whole publisher is misconfigured, not that these objects are bad.
@@ -48,6 +52,7 @@ class PublishOutcome:
     version: str | None
     """The object's ``modified`` (or ``created``), None when it has neither."""
     state: State
+    """``unknown``: the request failed in a way that leaves open whether the server stored the object."""
     message: str = ""
     status_id: str | None = None
     """The status resource that reported it; read it again later for pending objects."""
@@ -75,6 +80,10 @@ class PublishResult:
     def pending(self) -> list[PublishOutcome]:
         return [o for o in self.outcomes if o.state == "pending"]
 
+    @property
+    def unknown(self) -> list[PublishOutcome]:
+        return [o for o in self.outcomes if o.state == "unknown"]
+
     def outcome(self, object_id: str, version: str | None = None) -> PublishOutcome | None:
         """Return the outcome of an object (of one version, when given), or None."""
         for item in self.outcomes:
@@ -98,8 +107,9 @@ class TaxiiPublisher(Connector):
 
     Errors that concern every object raise: 401, 403 and 404, and any failure while reading discovery,
     the API root or the collections. An error of one POST turns the objects of that envelope into
-    failures and the next envelope is sent, except after a :class:`TransientError`, which marks every
-    object not yet sent as failed.
+    failures and the next envelope is sent, except after a :class:`TransientError`: the objects of that
+    envelope become ``unknown``, because the server may have stored them before the connection failed,
+    and every object not yet sent fails.
     """
 
     kind = "taxii"
@@ -178,18 +188,44 @@ class TaxiiPublisher(Connector):
                     continue
                 self._fail(batch, f"rejected by the server: {exc}", result)
             except TransientError as exc:
-                self._fail(batch, f"not sent: {exc}", result)
+                message = f"the POST failed and may have reached the server: {exc}"
+                for item in batch:
+                    result.outcomes.append(PublishOutcome(item.object_id, item.version, "unknown", message))
                 for rest in queue:
                     self._fail(rest, f"not sent after an earlier failure: {exc}", result)
                 break
 
         self._confirm_failures(root, collection, result)
         logger.info(
-            "%s: posted %d objects to collection %s in %d requests: %d succeeded, %d failed, %d pending.",
+            "%s: posted %d objects to collection %s in %d requests: %d succeeded, %d failed, %d pending, "
+            "%d unknown.",
             self.owner, len(encoded), collection.label(), result.requests, len(result.succeeded),
-            len(result.failed), len(result.pending),
+            len(result.failed), len(result.pending), len(result.unknown),
         )  # fmt: skip
         return result
+
+    def stored_versions(self, object_ids: list[str]) -> dict[str, set[str]]:
+        """Read objects back from the collection and return the versions it stores of each.
+
+        The outbox calls this before it sends again objects whose earlier POST may have reached the
+        server. Versions are the ``modified`` (or ``created``) strings as the server returns them. An id
+        the collection does not store is absent. An object without either timestamp maps to an empty set.
+
+        Raises:
+            RemoteRejectedError: the collection does not allow reading, or the server refused the request.
+            TransientError: the server could not be reached.
+        """
+        if not object_ids:
+            return {}
+        root = self.api_root()
+        collection = self.collection()
+        if not collection.can_read:
+            raise RemoteRejectedError(
+                f"{self.owner}: collection {collection.label()} does not allow reading (can_read is false), so "
+                "the objects stored there cannot be checked"
+            )
+        present = self._versions_on_server(root, collection, sorted(set(object_ids)))
+        return {object_id: {v for v in versions if v is not None} for object_id, versions in present.items()}
 
     def status_outcomes(self, status_id: str) -> list[PublishOutcome]:
         """Read a status resource again and return the outcome of every object it lists.
@@ -353,7 +389,9 @@ class TaxiiPublisher(Connector):
             if outcome.state != "failure" or outcome.status_id is None:
                 continue
             versions = present.get(outcome.object_id)
-            if versions is None or (outcome.version is not None and _normal_version(outcome.version) not in versions):
+            if versions is None:
+                continue
+            if outcome.version is not None and _normal_version(outcome.version) not in map(_normal_version, versions):
                 continue
             confirmed += 1
             result.outcomes[index] = PublishOutcome(
@@ -367,6 +405,7 @@ class TaxiiPublisher(Connector):
     def _versions_on_server(
         self, root: ApiRootInfo, collection: CollectionInfo, object_ids: list[str]
     ) -> dict[str, set[str | None]]:
+        """Return every version string (None for an object without one) the collection stores of each id."""
         present: dict[str, set[str | None]] = {}
         for start in range(0, len(object_ids), READ_BACK_BATCH):
             chunk = object_ids[start : start + READ_BACK_BATCH]
@@ -379,7 +418,7 @@ class TaxiiPublisher(Connector):
                 pager = Taxii20Pager(self.http, root, collection, syntax=RangeSyntax(), **options)
             for page in pager.pages():
                 for obj in _dicts(page.objects):
-                    present.setdefault(str(obj.get("id")), set()).add(_normal_version(_version_of(obj)))
+                    present.setdefault(str(obj.get("id")), set()).add(_version_of(obj))
         return present
 
 

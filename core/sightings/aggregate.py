@@ -18,6 +18,7 @@ from typing import Any
 from ..store.sqlite import SqliteStore
 from ..timeutil import from_epoch
 from .mapping import IndicatorFinder, LiveIndicator, canonical_atom
+from .retention import retention_start
 from .settings import SharingSettings
 from .stix import window_object_id
 
@@ -101,6 +102,14 @@ def _aggregate_row(
     counts: AggregateCounts,
 ) -> None:
     sid, value, atom_type, indicator_id, seen_at, count, kind, context = row
+    if seen_at < retention_start(settings, now):
+        # Readers drop such hits already; this catches records stored by other paths. Counting one would
+        # create a pruned window again and publish it as a new version with a lower count.
+        too_old = f"seen before the retention of keep_days = {settings.keep_days}; its window is not kept"
+        store.db.execute("UPDATE sightings SET status = 'unmatched', reason = ? WHERE sid = ?", (too_old, sid))
+        counts.unmatched += 1
+        counts.reasons["older than retention"] = counts.reasons.get("older than retention", 0) + 1
+        return
     if kind not in PUBLISHED_KINDS:
         # MISP's "expiration" sightings, for one, say nothing about our telemetry.
         not_published = f"kind {kind!r} is not published; only {' and '.join(PUBLISHED_KINDS)} are"

@@ -10,6 +10,7 @@ from ..refetch import refetch
 from .aggregate import aggregate_pending
 from .base import SightingsReader
 from .outbox import Identity, Outbox, Publisher
+from .retention import drop_old, prune
 
 if TYPE_CHECKING:
     from ..engine import Engine, RunSummary
@@ -33,16 +34,24 @@ def read_sightings(engine: Engine, summary: RunSummary, errors: tuple[type[BaseE
         reader = entry.connector
         assert isinstance(reader, SightingsReader)
         cursor_name = f"sightings:{entry.name}"
-        new = total = 0
+        new = total = too_old = 0
         try:
             for records, cursor in reader.read(store.get_cursor(cursor_name)):
                 total += len(records)
-                new += store.add_sightings(records, cursor_name, cursor)
+                kept = drop_old(records, engine.config.sharing, engine.clock())
+                too_old += len(records) - len(kept)
+                new += store.add_sightings(kept, cursor_name, cursor)
         except errors as exc:
             logger.error("Sightings reader %s failed: %s", entry.name, exc)
             summary.failures.append(f"sightings {entry.name}: {exc}")
         report["read"][entry.name] = {"records": total, "new": new}
         logger.info("Sightings reader %s: %d records, %d new.", entry.name, total, new)
+        if too_old:
+            report["read"][entry.name]["too_old"] = too_old
+            logger.warning(
+                "Sightings reader %s: dropped %d records seen in windows older than keep_days = %d in [sharing].",
+                entry.name, too_old, engine.config.sharing.keep_days,
+            )  # fmt: skip
 
     counts = aggregate_pending(
         store,
@@ -58,9 +67,10 @@ def read_sightings(engine: Engine, summary: RunSummary, errors: tuple[type[BaseE
 def publish(
     engine: Engine, summary: RunSummary, errors: tuple[type[BaseException], ...], only: str | None = None
 ) -> None:
-    """Build and send the outbox of every enabled ``[[publish]]`` target."""
+    """Delete sightings older than the retention, then build and send the outbox of every enabled target."""
     outbox = outbox_of(engine)
     report: dict[str, Any] = {}
+    summary.extra["pruned"] = asdict(prune(engine.store, engine.config.sharing, engine.clock()))
     for entry in engine.config.publish:
         if not entry.enabled or (only and entry.name != only):
             continue
@@ -80,4 +90,9 @@ def publish(
         report[entry.name] = {"built": queued, **asdict(counts)}
         if counts.failed:
             summary.failures.append(f"publish {entry.name}: {counts.failed} objects failed and will be retried")
+        if counts.unknown:
+            summary.failures.append(
+                f"publish {entry.name}: {counts.unknown} objects may not have reached the target; the next run "
+                "reads them back and sends those it does not store"
+            )
     summary.extra["published"] = report

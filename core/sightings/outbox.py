@@ -4,8 +4,12 @@ States of one row (one object id at one target; a newer version replaces the row
 
 - ``pending``: built and waiting to be sent.
 - ``sending``: handed to the publisher; set and committed before the request, so a crash leaves it
-  visible. The next run sends it again, and the publisher treats an identical repeat (same id and
-  version) as a success, so nothing new reaches the target twice.
+  visible. A row stays here when its fate is unknown: the process died before the outcome was
+  committed, or the request failed after it may have reached the target. The next :meth:`Outbox.send`
+  first asks the publisher which of these (id, version) the target stores (:class:`VersionReader`):
+  those become ``published`` without a second request, and the rest are sent again. When the target
+  cannot be read back, all of them are sent again. That is safe, because TAXII treats a repeat of the
+  same id and version as a no-op.
 - ``published``: the target accepted it (or reported it pending on its side).
 - ``refused``: our policy keeps it here: its TLP is above what the target may receive, or it is
   TLP:AMBER+STRICT or TLP:RED, which never leave. Re-checked when the target's policy changes.
@@ -22,10 +26,11 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from ..store.sqlite import SqliteStore
-from ..timeutil import format_timestamp, from_epoch
+from ..errors import ConfigError, RemoteRejectedError, StixbridgeError
+from ..store.sqlite import SqliteStore, iter_chunks
+from ..timeutil import format_timestamp, from_epoch, parse_timestamp
 from ..tlp import Tlp
 from .settings import NEVER_SHARED, PublishTarget, SharingSettings
 from .stix import Window, identity_object, marking_object, observed_objects, opinion_object, sighting_object
@@ -37,6 +42,10 @@ SEND_BATCH = 500
 # Referenced objects go first, so a server that checks references finds them.
 _TYPE_ORDER = {"identity": 0, "marking-definition": 1, "observed-data": 3, "sighting": 4, "opinion": 5}
 STATUSES = ("pending", "sending", "published", "refused", "failed")
+# Rejections of a whole publish call that prove the target stored nothing of it: bad credentials, no
+# access, no such collection.
+NOTHING_STORED_STATUSES = frozenset({401, 403, 404})
+CONFIRMED_REASON = "confirmed by reading it back: an earlier send was interrupted, and the target stores this version"
 
 
 class Outcome(Protocol):
@@ -45,7 +54,7 @@ class Outcome(Protocol):
     object_id: str
     version: str | None
     state: str
-    """``success``, ``failure`` or ``pending``."""
+    """``success``, ``failure``, ``pending`` or ``unknown`` (the request may or may not have been stored)."""
     message: str
 
 
@@ -63,6 +72,19 @@ class Publisher(Protocol):
     def publish(self, objects: list[dict[str, Any]]) -> OutcomeList: ...
 
 
+@runtime_checkable
+class VersionReader(Protocol):
+    """A publisher that can read its target back; optional, used to avoid sending an object twice."""
+
+    def stored_versions(self, object_ids: list[str]) -> dict[str, set[str]]:
+        """Return the versions (``modified``, else ``created``) the target stores of each id.
+
+        Ids the target does not store are absent. Raises :class:`StixbridgeError` when the target
+        cannot be read.
+        """
+        ...
+
+
 @dataclass
 class PublishCounts:
     """Counts of one publish run for one target."""
@@ -72,6 +94,12 @@ class PublishCounts:
     refused: int = 0
     failed: int = 0
     pending_remote: int = 0
+    unknown: int = 0
+    """Objects whose request failed after it may have reached the target; checked on the next send."""
+    confirmed: int = 0
+    """Objects of an interrupted send that the target already stored, so they were not sent again."""
+    resent: int = 0
+    """Objects of an interrupted send that are sent again."""
     by_type: dict[str, int] = field(default_factory=dict)
 
 
@@ -100,6 +128,39 @@ def refusal(level: Tlp, target: PublishTarget) -> str | None:
             f"(max_tlp in its [[sharing.targets]] entry)"
         )
     return None
+
+
+def _nothing_stored(exc: BaseException) -> bool:
+    """Tell whether a publish call that raised ``exc`` cannot have stored any of its objects."""
+    # NOTE: a publisher that splits a call into several requests may raise a 401 or 403 after an earlier
+    # request was stored; those objects go back to pending and are sent again, a no-op for TAXII.
+    if isinstance(exc, ConfigError):
+        return True
+    return isinstance(exc, RemoteRejectedError) and exc.status in NOTHING_STORED_STATUSES
+
+
+def _unknown_reason(error: str) -> str:
+    return (
+        f"the request failed after it may have reached the target ({error}); the next send reads the target "
+        "back before sending it again"
+    )
+
+
+def _stores(versions: set[str] | None, version: str) -> bool:
+    """Tell whether the target's versions of an object include ours; an unversioned object needs only its id."""
+    if versions is None:
+        return False
+    if not version:
+        return True
+    return any(_same_time(held, version) for held in versions)
+
+
+def _same_time(left: str, right: str) -> bool:
+    """Compare two STIX timestamps as instants, so ``...00Z`` and ``...00.000Z`` are the same version."""
+    try:
+        return parse_timestamp(left) == parse_timestamp(right)
+    except ValueError:
+        return left == right
 
 
 class Outbox:
@@ -219,39 +280,116 @@ class Outbox:
     def send(self, publisher: Publisher, now: datetime) -> PublishCounts:
         """Send every pending object (and failed ones with attempts left) to one target.
 
+        Rows left in ``sending`` are reconciled first (see the module docstring), so an object the
+        target already stores is not posted again.
+
         Raises:
             StixbridgeError: the publisher failed for the whole call (configuration, authentication,
-                transport). The objects it was sending are back to ``pending`` with the error as reason.
+                transport). A configuration error or a 401, 403 or 404 rejection proves the target
+                stored nothing, so the objects of the call go back to ``pending``. After any other error
+                they stay ``sending``, and the next send reconciles them. The row's reason contains the error.
         """
         counts = PublishCounts()
         target = publisher.name
-        self._execute("UPDATE outbox SET status = 'pending' WHERE target = ? AND status = 'sending'", (target,))
+        self._reconcile(publisher, counts, now)
+
+        # Each row goes out at most once per call: an object the target rejects now waits for the next run.
+        tried: set[str] = set()
         while True:
-            batch = self._next_batch(target)
+            batch = self._next_batch(target, tried)
             if not batch:
                 break
             counts.queued += len(batch)
-            self._mark(target, [object_id for object_id, _, _ in batch], "sending", None, now)
+            object_ids = [object_id for object_id, _, _ in batch]
+            tried.update(object_ids)
+            self._mark(target, object_ids, "sending", None, now)
             objects = [json.loads(payload) for _, _, payload in batch]
             try:
                 result = publisher.publish(objects)
             except BaseException as exc:
-                self._mark(target, [object_id for object_id, _, _ in batch], "pending", f"not sent: {exc}", now)
+                if _nothing_stored(exc):
+                    self._mark(target, object_ids, "pending", f"not sent: {exc}", now)
+                else:
+                    self._mark(target, object_ids, "sending", _unknown_reason(str(exc) or type(exc).__name__), now)
                 raise
             self._record(target, batch, result, counts, now)
+
         if counts.queued:
             logger.info(
-                "Publish target %s: %d objects sent, %d published, %d failed.",
-                target, counts.queued, counts.published, counts.failed,
+                "Publish target %s: %d objects sent, %d published, %d failed, %d unknown.",
+                target, counts.queued, counts.published, counts.failed, counts.unknown,
             )  # fmt: skip
         return counts
 
-    def _next_batch(self, target: str) -> list[tuple[str, str, str]]:
+    def _reconcile(self, publisher: Publisher, counts: PublishCounts, now: datetime) -> None:
+        """Settle rows left in ``sending``: published when the target stores their version, else pending."""
+        target = publisher.name
+        rows = self.store.db.execute(
+            "SELECT object_id, modified FROM outbox WHERE target = ? AND status = 'sending' ORDER BY object_id",
+            (target,),
+        ).fetchall()
+        if not rows:
+            return
+
+        stored = self._stored_versions(publisher, [object_id for object_id, _ in rows])
+        if stored is None:
+            resend_reason = "sent again: an earlier send was interrupted and the target could not be checked"
+            self._mark(target, [object_id for object_id, _ in rows], "pending", resend_reason, now)
+            counts.resent += len(rows)
+            return
+
+        confirmed = [object_id for object_id, version in rows if _stores(stored.get(object_id), version)]
+        resent = [object_id for object_id, version in rows if not _stores(stored.get(object_id), version)]
+        self.store.db.execute("BEGIN IMMEDIATE")
+        try:
+            for object_id in confirmed:
+                self._set(target, object_id, "published", CONFIRMED_REASON, now)
+            for object_id in resent:
+                self._set(target, object_id, "pending", "sent again: an earlier send was interrupted and the "
+                                                        "target does not store this version", now)  # fmt: skip
+            self.store.db.execute("COMMIT")
+        except BaseException:
+            self.store.db.execute("ROLLBACK")
+            raise
+        counts.confirmed += len(confirmed)
+        counts.resent += len(resent)
+        logger.info(
+            "Publish target %s: read back %d objects of an interrupted send: %d already stored (marked "
+            "published, not sent again), %d sent again.",
+            target, len(rows), len(confirmed), len(resent),
+        )  # fmt: skip
+
+    def _stored_versions(self, publisher: Publisher, object_ids: list[str]) -> dict[str, set[str]] | None:
+        """Ask the publisher which versions its target stores; return None when it cannot tell."""
+        if not isinstance(publisher, VersionReader):
+            logger.warning(
+                "Publish target %s: %d objects of an interrupted send may already be stored there, but this "
+                "publisher cannot read its target back; sending them again (TAXII treats a repeat of the same "
+                "id and version as a no-op).",
+                publisher.name, len(object_ids),
+            )  # fmt: skip
+            return None
+
+        stored: dict[str, set[str]] = {}
+        try:
+            for chunk in iter_chunks(object_ids, SEND_BATCH):
+                stored.update(publisher.stored_versions(chunk))
+        except StixbridgeError as exc:
+            logger.warning(
+                "Publish target %s: reading back %d objects of an interrupted send failed: %s; sending them "
+                "again (TAXII treats a repeat of the same id and version as a no-op).",
+                publisher.name, len(object_ids), exc,
+            )  # fmt: skip
+            return None
+        return stored
+
+    def _next_batch(self, target: str, tried: set[str]) -> list[tuple[str, str, str]]:
         rows = self.store.db.execute(
             "SELECT object_id, object_type, modified, payload FROM outbox WHERE target = ? AND "
             "(status = 'pending' OR (status = 'failed' AND attempts < ?)) ORDER BY object_id",
             (target, self.settings.max_attempts),
         ).fetchall()
+        rows = [row for row in rows if row[0] not in tried]
         rows.sort(key=lambda r: (_TYPE_ORDER.get(r[1], 2), r[0]))
         return [(object_id, modified, payload) for object_id, _, modified, payload in rows[:SEND_BATCH]]
 
@@ -273,6 +411,9 @@ class Outbox:
                     self._set(target, object_id, "published", outcome.message or None, now)
                     counts.published += 1
                     counts.by_type[object_type] = counts.by_type.get(object_type, 0) + 1
+                elif outcome.state == "unknown":
+                    self._set(target, object_id, "sending", _unknown_reason(outcome.message), now)
+                    counts.unknown += 1
                 elif outcome.state == "pending":
                     reason = "accepted; the server is still processing it"
                     if outcome.message:
@@ -313,9 +454,6 @@ class Outbox:
         except BaseException:
             self.store.db.execute("ROLLBACK")
             raise
-
-    def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
-        self.store.db.execute(sql, params)
 
     # -- reading for people ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Example::
     window_minutes = 60        # one Sighting per indicator and hour
     tlp = "green"              # our own marking; a sighting carries this or its indicator's, whichever is higher
     extend_days = 30           # a sighting keeps its indicator live at least this long locally
+    keep_days = 90             # windows, their hits and published outbox rows are deleted after this
 
     [[sharing.targets]]
     name = "alliance-taxii"    # a [[publish]] entry
@@ -92,6 +93,9 @@ class SharingSettings(Settings):
     """A sighting of an expired indicator fetches it again from its source, which may have a newer version."""
     max_attempts: int = 5
     """Publishing an object the target rejected is tried this many times, then it stays failed."""
+    keep_days: int = 90
+    """Days a window is kept after it ends. Then it is deleted with its hits and settled outbox rows, and
+    later hits in a window this old are dropped when read."""
     targets: list[PublishTarget] = field(default_factory=list)
 
     def validate(self, where: str) -> None:
@@ -112,6 +116,9 @@ class SharingSettings(Settings):
         if self.max_attempts < 1:
             raise ConfigError(f"{where}.max_attempts must be at least 1, got {self.max_attempts}",
                               key=f"{where}.max_attempts")  # fmt: skip
+        if self.keep_days < 1:
+            raise ConfigError(f"{where}.keep_days must be at least 1 (days), got {self.keep_days}",
+                              key=f"{where}.keep_days")  # fmt: skip
         names = [t.name for t in self.targets]
         if len(names) != len(set(names)):
             raise ConfigError(f"{where}.targets names one publish entry twice", key=f"{where}.targets")

@@ -35,7 +35,7 @@ class FakePublisher(Connector):
         self.held: dict[tuple[str, str], dict[str, Any]] = {}
         self.reject_ids: set[str] = set()
         self.raise_before: Exception | None = None
-        self.raise_after_store: Exception | None = None
+        self.raise_after_store: BaseException | None = None
 
     def publish(self, objects: list[dict[str, Any]]) -> PublishResult:
         self.calls.append(objects)
@@ -58,6 +58,29 @@ class FakePublisher(Connector):
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [obj for obj in self.held.values() if obj["type"] == kind]
+
+
+class ReadableFakePublisher(FakePublisher):
+    """A fake target that can also be read back, as a TAXII collection with ``can_read`` can."""
+
+    def __init__(self, name: str = "alliance-taxii") -> None:
+        super().__init__(name)
+        self.reads: list[list[str]] = []
+        self.read_error: Exception | None = None
+
+    def stored_versions(self, object_ids: list[str]) -> dict[str, set[str]]:
+        self.reads.append(list(object_ids))
+        if self.read_error is not None:
+            raise self.read_error
+        stored: dict[str, set[str]] = {}
+        for object_id, version in self.held:
+            if object_id in object_ids:
+                stored.setdefault(object_id, set()).add(version)
+        return stored
+
+
+class Killed(BaseException):
+    """Stands for the process dying: nothing in stixbridge catches it for good."""
 
 
 def feed_objects() -> list[dict[str, Any]]:
@@ -86,7 +109,7 @@ def make_loop(
     tmp_path: Path,
     *,
     sharing: dict[str, Any] | None = None,
-    publishers: list[FakePublisher] | None = None,
+    publishers: list[Any] | None = None,
     objects: list[dict[str, Any]] | None = None,
     lifetimes: dict[str, float] | None = None,
     clock: Any = None,
@@ -112,4 +135,13 @@ def make_loop(
     return engine, publishers
 
 
-__all__ = ["NOW", "FakePublisher", "TransientError", "feed_objects", "make_loop", "write_sightings"]
+__all__ = [
+    "NOW",
+    "FakePublisher",
+    "Killed",
+    "ReadableFakePublisher",
+    "TransientError",
+    "feed_objects",
+    "make_loop",
+    "write_sightings",
+]

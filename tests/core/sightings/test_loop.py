@@ -1,5 +1,5 @@
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -235,7 +235,8 @@ def test_server_error_retry_sends_once(tmp_path):
     target.raise_before = TransientError("HTTP 503 from the TAXII server")
     summary = engine.sync()
     assert summary.exit_code() == EXIT_FAILED
-    assert {r["status"] for r in outbox_of(engine).rows()} == {"pending"}
+    # A 503 does not prove the server stored nothing, so the rows wait to be read back.
+    assert {r["status"] for r in outbox_of(engine).rows()} == {"sending"}
     assert "HTTP 503" in outbox_of(engine).rows()[0]["reason"]
     assert target.held == {}
 
@@ -360,7 +361,10 @@ def test_cli_sightings_list_and_status(tmp_path, capsys):
     feed = tmp_path / "feed.json"
     feed.write_text(json.dumps({"type": "bundle", "id": "bundle--1", "objects": [
         indicator(1, "[domain-name:value = 'c2.example.com']")]}), encoding="utf-8")  # fmt: skip
-    write_sightings(tmp_path / "sightings.jsonl", [hit("c2.example.com", 10), hit("nothing.example.org", 10)])
+    # The CLI runs on the wall clock, and hits older than keep_days (90 by default) are dropped.
+    recent = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    write_sightings(tmp_path / "sightings.jsonl", [{"value": "c2.example.com", "time": recent},
+                                                   {"value": "nothing.example.org", "time": recent}])  # fmt: skip
     config = tmp_path / "stixbridge.toml"
     config.write_text(
         f'[engine]\nstate = "s.db"\nlifetimes = {{ default = 0, domain = 0 }}\n[[sources]]\nname = "alliance"\nkind = "file"\npath = "{feed}"\n'
