@@ -272,17 +272,30 @@ def _encode_with_bodies(items: list[RawItem], bodies: tuple[str, ...]) -> str:
     """Join the bodies as they are, with what the items add to their objects (provenance, size, errors).
 
     Each body is a JSON text already, so the joined text is JSON without encoding any object again;
-    this halves the time a page takes to land.
+    this halves the time a page takes to land. The additions are flat lists of numbers, which encode
+    several times faster than a small list per item.
     """
-    provenances: dict[Provenance, int] = {}
-    rows: list[list[Any]] = []
-    for item in items:
-        index = provenances.setdefault(item.provenance, len(provenances))
+    table: list[Provenance] = []
+    position_of: dict[int, int] = {}
+    provenance_of: list[int] = []
+    sizes: list[int] = []
+    errors: dict[str, list[Any]] = {}
+    for number, item in enumerate(items):
+        # Sources share one Provenance object among many items, so its identity is a cheap key.
+        position = position_of.get(id(item.provenance))
+        if position is None:
+            position = position_of[id(item.provenance)] = len(table)
+            table.append(item.provenance)
+        provenance_of.append(position)
+        sizes.append(item.size)
         if item.obj is None:
-            rows.append([index, item.size, item.raw_text, item.error, item.reason_code])
-        else:
-            rows.append([index, item.size])
-    meta = {"provenances": [[p.source, p.collection, p.created_by] for p in provenances], "items": rows}
+            errors[str(number)] = [item.raw_text, item.error, item.reason_code]
+    meta = {
+        "provenances": [[p.source, p.collection, p.created_by] for p in table],
+        "provenance_of": provenance_of,
+        "sizes": sizes if any(sizes) else [],
+        "errors": errors,
+    }
     return '{"meta":' + json.dumps(meta, separators=(",", ":")) + ',"bodies":[' + ",".join(bodies) + "]}"
 
 
@@ -296,21 +309,28 @@ def _decode_page(text: str) -> list[RawItem]:
     if isinstance(data, list):
         return [_decode_item(i) for i in data]
 
-    provenances = [Provenance(*p) for p in data["meta"]["provenances"]]
-    rows = data["meta"]["items"]
+    meta = data["meta"]
+    provenances = [Provenance(*p) for p in meta["provenances"]]
+    provenance_of = meta["provenance_of"]
+    sizes = meta["sizes"] or [0] * len(provenance_of)
+    errors = meta["errors"]
     objects = [obj for body in data["bodies"] if isinstance(body, dict) for obj in body.get("objects") or []]
-    if len(objects) != len(rows):
+    if len(objects) != len(provenance_of):
         raise StixbridgeError(
-            f"a staged page lists {len(rows)} items but its bodies hold {len(objects)} objects; "
+            f"a staged page lists {len(provenance_of)} items but its bodies hold {len(objects)} objects; "
             "reject its review ('stixbridge review reject') or pull the source again"
         )
     items = []
-    for row, obj in zip(rows, objects, strict=True):
-        provenance = provenances[row[0]]
-        if len(row) > 2:
-            items.append(RawItem(None, provenance, raw_text=row[2], error=row[3], size=row[1], reason_code=row[4]))
+    for number, obj in enumerate(objects):
+        provenance = provenances[provenance_of[number]]
+        error = errors.get(str(number)) if errors else None
+        if error is not None:
+            raw_text, reason, code = error
+            items.append(
+                RawItem(None, provenance, raw_text=raw_text, error=reason, size=sizes[number], reason_code=code)
+            )
         else:
-            items.append(RawItem(obj, provenance, size=row[1]))
+            items.append(RawItem(obj, provenance, size=sizes[number]))
     return items
 
 
