@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +195,62 @@ def test_stored_versions_of_unreadable_collection_raises() -> None:
             publisher.stored_versions(["sighting--00000000-0000-4000-8000-000000000001"])
 
     assert fake.requests_to(f"/api1/collections/{COLLECTION}/objects/") == []
+
+
+# The same interrupted send with a real process death: the child posts through the real publisher
+# and kills itself with SIGKILL before the outbox records the outcome.
+_CHILD = """
+import json, os, signal, sys
+from pathlib import Path
+
+from stixbridge.engine import RunSummary
+from stixbridge.secrets import Secret
+from stixbridge.sightings.loop import outbox_of
+from tests.connectors.taxii.conftest import make_publisher
+from tests.core.sightings.loop_fixtures import NOW, make_loop, write_sightings
+
+folder, url, username, password, target, hits = sys.argv[1:]
+publisher = make_publisher(url, name=target, collection="sightings", username=username, password=Secret(password))
+
+
+class DieAfterPost:
+    name = publisher.name
+    settings = publisher.settings
+
+    def publish(self, objects):
+        publisher.publish(objects)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+engine, _ = make_loop(Path(folder), publishers=[publisher])
+write_sightings(Path(folder) / "sightings" / "hits.jsonl", json.loads(hits))
+engine.pull(RunSummary())
+engine.read_sightings(RunSummary())
+outbox = outbox_of(engine)
+outbox.enqueue(target, NOW)
+outbox.send(DieAfterPost(), NOW)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_after_post_not_posted_again(tmp_path: Path, server: MedallionServer, posted: Counter[str]) -> None:
+    root = Path(__file__).resolve().parents[3]
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tmp_path), server.url, server.username, server.password, TARGET,
+         json.dumps(HITS)],
+        cwd=root, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+    publisher = make_publisher(server.url, name=TARGET, collection="sightings", **medallion_auth(server))
+    engine, _ = make_loop(tmp_path, publishers=[publisher])
+    ids = [row["object_id"] for row in outbox_of(engine).rows()]
+    assert len(ids) == 4
+    assert {row["status"] for row in outbox_of(engine).rows()} == {"sending"}
+
+    counts = outbox_of(engine).send(publisher, NOW)
+
+    assert counts.confirmed == 4
+    assert sum(posted.values()) == 0
+    assert {row["status"] for row in outbox_of(engine).rows()} == {"published"}
+    assert stored_once(publisher, ids)
