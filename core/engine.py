@@ -447,7 +447,7 @@ def coalesce_pages(pages: Iterator[Page], min_items: int) -> Iterator[Page]:
     milliseconds each, so a TAXII pull with 500-object pages spent a third of its time committing.
     """
     items: list[RawItem] = []
-    bodies: list[str] | None = []
+    bodies: list[bytes] | None = []
     cursor: str | None = None
     complete = False
     for page in pages:

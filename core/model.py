@@ -52,10 +52,10 @@ class Page:
     """The source's resume point after this page, or None to keep the previous one."""
     complete: bool = False
     """True on the last page of a completed pass."""
-    bodies: tuple[str, ...] = ()
-    """The JSON texts the items were decoded from, when the source kept them. Each is a JSON object whose
-    ``objects`` array holds one element per item, in order, and together they hold exactly the items. The
-    engine stores these texts when it lands a page instead of encoding the decoded objects again."""
+    bodies: tuple[bytes, ...] = ()
+    """The UTF-8 JSON texts the items were decoded from, when the source kept them. Each is a JSON object
+    whose ``objects`` array holds one element per item, in order, and together they hold exactly the
+    items. The engine stores these texts when it lands a page instead of encoding the objects again."""
 
 
 @dataclass(frozen=True, slots=True)

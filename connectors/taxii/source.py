@@ -247,14 +247,15 @@ class TaxiiSource(Source):
         return items
 
 
-def _body_text(content: bytes, items: list[RawItem]) -> tuple[str, ...]:
-    """Return the page body for landing, or nothing when it is not UTF-8 (the engine then encodes the items)."""
-    if not items:
+def _body_text(content: bytes, items: list[RawItem]) -> tuple[bytes, ...]:
+    """Return the page body for landing, or nothing when it is not plain UTF-8 (the engine then encodes the items).
+
+    The body decoded as JSON already, so an encoding that JSON's detection calls UTF-8 (no byte order
+    mark) means valid UTF-8 text.
+    """
+    if not items or json.detect_encoding(content) != "utf-8":
         return ()
-    try:
-        return (content.decode("utf-8"),)
-    except UnicodeDecodeError:
-        return ()
+    return (content,)
 
 
 def decode_cursor(cursor: str | None, owner: str) -> dict[str, str]:

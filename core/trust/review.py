@@ -258,7 +258,7 @@ def _stored_ids(store: SqliteStore, ids: list[str]) -> dict[str, int]:
     return found
 
 
-def _encode_page(page: Page) -> str:
+def _encode_page(page: Page) -> str | bytes:
     """Encode a page's items for ``review_pages``, keeping the source's own JSON text when it has it."""
     if page.bodies:
         return _encode_with_bodies(page.items, page.bodies)
@@ -268,7 +268,7 @@ def _encode_page(page: Page) -> str:
     )
 
 
-def _encode_with_bodies(items: list[RawItem], bodies: tuple[str, ...]) -> str:
+def _encode_with_bodies(items: list[RawItem], bodies: tuple[bytes, ...]) -> bytes:
     """Join the bodies as they are, with what the items add to their objects (provenance, size, errors).
 
     Each body is a JSON text already, so the joined text is JSON without encoding any object again;
@@ -296,10 +296,11 @@ def _encode_with_bodies(items: list[RawItem], bodies: tuple[str, ...]) -> str:
         "sizes": sizes if any(sizes) else [],
         "errors": errors,
     }
-    return '{"meta":' + json.dumps(meta, separators=(",", ":")) + ',"bodies":[' + ",".join(bodies) + "]}"
+    head = b'{"meta":' + json.dumps(meta, separators=(",", ":")).encode() + b',"bodies":['
+    return head + b",".join(bodies) + b"]}"
 
 
-def _decode_page(text: str) -> list[RawItem]:
+def _decode_page(text: str | bytes) -> list[RawItem]:
     """Decode what :func:`_encode_page` stored.
 
     Raises:

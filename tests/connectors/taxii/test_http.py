@@ -175,7 +175,7 @@ def test_utf8_body_kept_for_landing() -> None:
         pages, error = run_pull(source)
 
     assert error is None
-    assert pages[0].bodies == (body.decode(),)
+    assert pages[0].bodies == (body,)
     assert [item.obj for item in pages[0].items] == [indicator(0, name="ü"), indicator(1)]
 
 

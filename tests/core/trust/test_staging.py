@@ -14,7 +14,7 @@ SECOND = {"type": "indicator", "id": "indicator--2", "created_by_ref": "identity
 
 
 def _body(objects, **extra):
-    return json.dumps({"more": False, **extra, "objects": objects}, ensure_ascii=False)
+    return json.dumps({"more": False, **extra, "objects": objects}, ensure_ascii=False).encode()
 
 
 def _bodies_page():
