@@ -148,6 +148,7 @@ class Engine:
                 stager.stage(page)
                 landed += len(page.items)
                 progress.advance(len(page.items))
+            stager.flush()
             logger.info("Source %s: %d objects landed in the store; normalising them.", entry.name, landed)
             if judged and self.trust.judge(stager):
                 counts["held_for_review"] = stager.review_id

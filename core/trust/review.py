@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import StixbridgeError
 from ..model import Page, Provenance, RawItem
 from ..normalise import FeedContext, normalise_item
+from ..store.background import BackgroundWriter
 from ..store.sqlite import SqliteStore
 from ..timeutil import format_timestamp, from_epoch
 
@@ -35,6 +36,7 @@ APPLIED = "applied"
 OPEN_STATUSES = (HELD, "approving")
 
 _IN_CHUNK = 500
+_INSERT_PAGE = "INSERT INTO review_pages (review_id, seq, cursor, items) VALUES (?, ?, ?, ?)"
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Stager:
         )
         self.review_id = int(cursor.lastrowid or 0)
         self._seq = 0
+        self._writer: BackgroundWriter | None = None
 
     def _drop_leftovers(self) -> None:
         """Remove pages that a crash left while staging or storing, so the source is pulled again from its cursor.
@@ -115,15 +118,33 @@ class Stager:
             self.store.db.execute("DELETE FROM reviews WHERE review_id = ?", (review_id,))
 
     def stage(self, page: Page) -> None:
-        """Keep one page for later, without normalising it."""
-        self.store.db.execute(
-            "INSERT INTO review_pages (review_id, seq, cursor, items) VALUES (?, ?, ?, ?)",
-            (self.review_id, self._seq, page.cursor, _encode_page(page)),
-        )
+        """Keep one page for later, without normalising it.
+
+        A store in a file is written by a second thread while the caller fetches the next page; call
+        :meth:`flush` before reading the pages back.
+        """
+        row = (self.review_id, self._seq, page.cursor, _encode_page(page))
         self._seq += 1
+        if str(self.store.path) == ":memory:":
+            self.store.db.execute(_INSERT_PAGE, row)
+            return
+        if self._writer is None:
+            self._writer = BackgroundWriter(self.store.path, _INSERT_PAGE)
+        self._writer.put(row)
+
+    def flush(self) -> None:
+        """Wait until every staged page is in the store.
+
+        Raises:
+            sqlite3.Error: a page could not be written; the pull must not go on.
+        """
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
 
     def count(self) -> None:
         """Count what the staged pages would change, reading them back one page at a time."""
+        self.flush()
         for page in staged_pages(self.store, self.review_id):
             self._count(page.items)
 
@@ -152,6 +173,7 @@ class Stager:
 
     def finish(self, reason: str | None) -> None:
         """Mark the staging held (with the reason) or ready to apply."""
+        self.flush()
         status = HELD if reason else APPROVED
         self.store.db.execute(
             "UPDATE reviews SET status = ?, counts = ?, reason = ? WHERE review_id = ?",
