@@ -106,7 +106,14 @@ class Engine:
 
     def _pull_all(self, summary: RunSummary, only: str | None) -> None:
         for entry in self.config.sources:
-            if not entry.enabled or (only and entry.name != only):
+            if only and entry.name != only:
+                continue
+            # A stricter policy must also reach what is stored, even from a source that is not pulled now.
+            changed = self.trust.recheck_policy(entry.name, self.clock())
+            if changed is not None and changed.checked:
+                summary.extra.setdefault("policy_changes", {})[entry.name] = changed.summary()
+                summary.quarantined += changed.quarantined
+            if not entry.enabled:
                 continue
             try:
                 counts = self._pull_source(entry)

@@ -102,6 +102,9 @@ class IndicatorRecord:
     """``src`` when the pattern marks the value as a source (MISP ``ip-src``), else None."""
     score_expiry: datetime | None = None
     """An expiry computed by the producer's scoring (MISP decay), used when there is no ``valid_until``."""
+    withheld: str | None = None
+    """The reason the source's trust policy does not take this version, or None. A withheld version is stored
+    but reaches no sink."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -247,6 +247,11 @@ MIGRATIONS: list[str] = [
         modified_ms INTEGER NOT NULL
     );
     """,
+    # 4: an indicator that its source's trust policy no longer takes stays stored in state 'withheld', with
+    # the policy's reason, so it leaves the sinks and comes back when the policy is relaxed.
+    """
+    ALTER TABLE indicators ADD COLUMN withheld_reason TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -250,7 +250,10 @@ class SqliteStore(Store):
             valid_from = _ts(r.valid_from)
             if r.window_start is not None and (valid_from is None or r.window_start.timestamp() > valid_from):
                 valid_from = r.window_start.timestamp()
-            state = "pending" if valid_from is not None and valid_from > now_s else "live"
+            if r.withheld is not None:
+                state = "withheld"
+            else:
+                state = "pending" if valid_from is not None and valid_from > now_s else "live"
             indicator_rows.append(
                 (
                     r.id,
@@ -279,6 +282,7 @@ class SqliteStore(Store):
                     r.observed_direction,
                     now_s,
                     r.raw_text or (None if r.raw is None else json.dumps(r.raw, separators=(",", ":"))),
+                    r.withheld,
                 )
             )
             for atom in r.atoms:
@@ -290,7 +294,7 @@ class SqliteStore(Store):
             "INSERT INTO indicators (id, modified, created, spec_version, valid_from, valid_until, expires_at, "
             "expiry_basis, primary_type, confidence, tlp, name, description, labels, pattern, pattern_type, "
             "composite_reason, window_start, window_stop, state, source, collection, created_by, direction, "
-            "first_seen, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "first_seen, raw, withheld_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT (id) DO UPDATE SET modified=excluded.modified, created=excluded.created, "
             "spec_version=excluded.spec_version, valid_from=excluded.valid_from, "
             "valid_until=excluded.valid_until, expires_at=excluded.expires_at, "
@@ -300,7 +304,7 @@ class SqliteStore(Store):
             "pattern_type=excluded.pattern_type, composite_reason=excluded.composite_reason, "
             "window_start=excluded.window_start, window_stop=excluded.window_stop, state=excluded.state, "
             "source=excluded.source, collection=excluded.collection, created_by=excluded.created_by, "
-            "direction=excluded.direction, raw=excluded.raw",
+            "direction=excluded.direction, raw=excluded.raw, withheld_reason=excluded.withheld_reason",
             indicator_rows,
         )
         self.db.executemany(
@@ -864,9 +868,10 @@ class SqliteStore(Store):
         ]
 
     def indicator_state(self, indicator_id: str) -> dict[str, Any] | None:
-        """Return the stored state of one indicator: live, pending, expired (with reason) or None."""
+        """Return the stored state of one indicator: live, pending, withheld or expired (with reason), or None."""
         row = self.db.execute(
-            "SELECT state, modified, expires_at, expiry_basis, composite_reason FROM indicators WHERE id = ?",
+            "SELECT state, modified, expires_at, expiry_basis, composite_reason, withheld_reason FROM indicators "
+            "WHERE id = ?",
             (indicator_id,),
         ).fetchone()
         if row is not None:
@@ -876,6 +881,7 @@ class SqliteStore(Store):
                 "expires_at": _dt(row[2]),
                 "basis": row[3],
                 "composite_reason": row[4],
+                "withheld_reason": row[5],
             }
         entry = self.expired_entry(indicator_id)
         if entry is not None:

@@ -5,7 +5,8 @@ For one indicator the guard returns one of:
 - ``None``: store it as it is (it may have gained ``warninglist:<name>`` labels).
 - a :class:`GuardHold`: quarantine the whole indicator, because every matchable atom was held.
 - a :class:`GuardVerdict`: store what is left after single atoms were held (each with its own
-  quarantine row), or skip the indicator because the source's policy does not take it.
+  quarantine row), or skip the indicator because the source's policy does not take it. A skipped
+  version of a stored indicator is kept with ``withheld`` set to the policy's reason.
 
 Held atoms stay in quarantine until an analyst releases them (``stixbridge quarantine release``) or the
 source's policy allows the list or rule that matched.
@@ -78,8 +79,8 @@ class TrustGuard:
 
     Args:
         settings: the ``[trust]`` table.
-        is_stored: returns True when an indicator id is live or pending in the store. A skipped version of
-            a stored indicator is kept without atoms, so the older version leaves the sinks.
+        is_stored: returns True when an indicator id is stored (live, pending or withheld). A skipped
+            version of a stored indicator is stored withheld, so the older version leaves the sinks.
     """
 
     def __init__(self, settings: TrustSettings, is_stored: Callable[[str], bool] = lambda _id: False) -> None:
@@ -119,7 +120,7 @@ class TrustGuard:
             # A revocation only takes intel away, so it always passes.
             return None
         policy = self.settings.policy(record.provenance.source)
-        reason = _policy_reason(record, policy)
+        reason = policy_reason(record.tlp, record.confidence, policy)
         if reason is not None:
             return self._skip(record, reason)
 
@@ -180,9 +181,9 @@ class TrustGuard:
         counts[reason] = counts.get(reason, 0) + 1
         if not self.is_stored(record.id):
             return GuardVerdict(keep=False)
-        # A stored older version must stop reaching the sinks: keep this version, without atoms.
-        record.atoms = []
-        record.composite_reason = f"not taken by the trust policy of source {record.provenance.source}: {reason}"
+        # A stored older version must stop reaching the sinks. This version is stored withheld, so it
+        # comes back if the policy is relaxed.
+        record.withheld = reason
         return GuardVerdict(keep=True)
 
     def _hold(
@@ -236,10 +237,11 @@ class TrustGuard:
         return self.skipped.pop(source, {})
 
 
-def _policy_reason(record: IndicatorRecord, policy: SourcePolicy) -> str | None:
-    if record.tlp is not None and record.tlp > policy.tlp_ceiling:
-        return f"TLP:{Tlp(record.tlp).label} is above max_tlp {policy.max_tlp}"
-    if record.confidence is not None and record.confidence < policy.min_confidence:
+def policy_reason(tlp: int | None, confidence: int | None, policy: SourcePolicy) -> str | None:
+    """Return why a source's policy does not take an indicator with this TLP and confidence, or None."""
+    if tlp is not None and tlp > policy.tlp_ceiling:
+        return f"TLP:{Tlp(tlp).label} is above max_tlp {policy.max_tlp}"
+    if confidence is not None and confidence < policy.min_confidence:
         return f"confidence below min_confidence {policy.min_confidence}"
     return None
 

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import MissingExtraError
 from ..model import IndicatorRecord
 from ..store.sqlite import SqliteStore
-from . import review, state
+from . import recheck, review, state
 from .guard import TrustGuard
 from .policy import TrustSettings
 from .warninglists import lists_folder
@@ -34,6 +34,11 @@ class TrustLayer:
     def begin_pull(self) -> None:
         """Read releases and holds made since the last pull (an analyst may have released something)."""
         self.guard.state = state.load_guard_state(self.store)
+
+    def recheck_policy(self, source: str, now: datetime) -> recheck.PolicyRecheck | None:
+        """Apply a changed policy of a source to its stored indicators; return None when it did not change."""
+        self.begin_pull()
+        return recheck.recheck_source(self.store, self.guard, source, now)
 
     def after_page(self, records: list[IndicatorRecord], now: datetime) -> None:
         """Remember what a stored page revoked, for the conflicts in ``stixbridge status``."""
@@ -78,6 +83,7 @@ class TrustLayer:
         return {
             "held_reviews": review.review_rows(self.store, review.OPEN_STATUSES),
             "conflicts": state.conflicts(self.store),
+            "withheld_by_policy": state.withheld(self.store),
             "source_weights": {p.name: p.weight for p in self.settings.sources if p.weight != 1.0},
             "warninglists": _warninglists_state(),
         }

@@ -1,4 +1,4 @@
-"""Trust state in the store besides indicators: released guard holds and revoked atoms."""
+"""Trust state in the store: released guard holds, revoked atoms and indicators withheld by policy."""
 
 from __future__ import annotations
 
@@ -26,8 +26,19 @@ def load_guard_state(store: SqliteStore) -> GuardState:
 
 
 def is_stored(store: SqliteStore, indicator_id: str) -> bool:
-    """Return True when the indicator is live or pending."""
+    """Return True when the indicator is stored: live, pending or withheld by its source's policy."""
     return store.db.execute("SELECT 1 FROM indicators WHERE id = ?", (indicator_id,)).fetchone() is not None
+
+
+def withheld(store: SqliteStore) -> dict[str, dict[str, int]]:
+    """Return how many stored indicators each source's trust policy holds back, by reason."""
+    counts: dict[str, dict[str, int]] = {}
+    for source, reason, count in store.db.execute(
+        "SELECT source, withheld_reason, COUNT(*) FROM indicators WHERE state = 'withheld' "
+        "GROUP BY source, withheld_reason ORDER BY source, withheld_reason"
+    ):
+        counts.setdefault(source, {})[reason or "unknown"] = count
+    return counts
 
 
 def record_revocations(store: SqliteStore, records: list[IndicatorRecord], now: float) -> None:

@@ -113,12 +113,13 @@ def test_guard_policy_drops_unaccepted_atoms_only():
     assert [a.type for a in rec.atoms] == ["domain"]
 
 
-def test_guard_skipped_stored_version_emptied():
+def test_guard_skipped_stored_version_withheld():
     g = TrustGuard(TrustSettings(sources=[SourcePolicy(name="alliance", min_confidence=60)]), is_stored=lambda _: True)
     rec = record(("domain", "evil-c2.ru"), confidence=10)
     assert g(rec) == GuardVerdict(keep=True)
-    assert rec.atoms == []
-    assert "min_confidence" in (rec.composite_reason or "")
+    assert [a.value for a in rec.atoms] == ["evil-c2.ru"]
+    assert rec.withheld == "confidence below min_confidence 60"
+    assert rec.composite_reason is None
 
 
 def test_guard_release_and_repeat():
