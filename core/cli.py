@@ -298,11 +298,13 @@ def _quarantine(engine: Engine, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rows, indent=2, default=str))
         else:
+            # The OBJECT column is as wide as its longest entry, so the reasons start in one column.
+            width = max([len("OBJECT"), *(len(row["object_id"] or "-") for row in rows)])
             if rows:
-                print(f"{'QID':>6}  {'STATUS':<9} {'SOURCE':<16} {'CODE':<10} OBJECT  REASON")
+                print(f"{'QID':>6}  {'STATUS':<9} {'SOURCE':<16} {'CODE':<10} {'OBJECT':<{width}}  REASON")
             for row in rows:
                 print(f"{row['qid']:>6}  {row['status']:<9} {row['source']:<16} {row['reason_code']:<10} "
-                      f"{row['object_id'] or '-'}  {row['reason']}")  # fmt: skip
+                      f"{row['object_id'] or '-':<{width}}  {row['reason']}")  # fmt: skip
             print(f"{len(rows)} quarantined objects shown")
         return EXIT_OK
     if args.action == "show":

@@ -21,6 +21,8 @@ class StreamError(ValueError):
     """Raised when the text is not a JSON object with an ``objects`` array; carries the byte offset."""
 
     def __init__(self, message: str, offset: int) -> None:
+        # Some messages of the json module already end in "at" ("Unterminated string starting at").
+        message = message.removesuffix(" at")
         super().__init__(f"{message} at character {offset}")
         self.offset = offset
 

@@ -27,4 +27,8 @@ def release(engine: Engine, qid: int) -> str:
         from .trust.release import release_guard_hold
 
         return release_guard_hold(engine, qid)
-    return f"released quarantine row {qid} ({object_id or 'no id'}); the object was {code} and stays out of the store"
+    return (
+        f"released quarantine row {qid} ({object_id or 'no id'}); the object is invalid (reason code {code!r}), "
+        "so it stays out of the store and only leaves 'stixbridge quarantine list'. A corrected version from "
+        "the source is stored as usual."
+    )

@@ -249,8 +249,12 @@ MIGRATIONS: list[str] = [
     """,
     # 4: an indicator that its source's trust policy no longer takes stays stored in state 'withheld', with
     # the policy's reason, so it leaves the sinks and comes back when the policy is relaxed.
+    # A quarantine row also keeps the digest of (source, object, reason code), so a repeat of a held object
+    # refreshes its row instead of adding one.
     """
     ALTER TABLE indicators ADD COLUMN withheld_reason TEXT;
+    ALTER TABLE quarantine ADD COLUMN dedup TEXT;
+    CREATE INDEX quarantine_dedup ON quarantine (dedup, status);
     """,
 ]
 

@@ -388,7 +388,13 @@ class SqliteStore(Store):
         )
 
     def _write_quarantine(self, items: list[QuarantineItem], now_s: float) -> None:
-        rows = []
+        """Add a held row per item, or refresh the held row of the same object and reason.
+
+        A row is the same when source, object id (the raw text when there is no id, the reason when there
+        is neither), reason code and, for guard holds, the held atoms match. A repeat updates the time, the
+        reason text and the raw text. A released row is never refreshed, so a repeat after a release adds
+        a new held row: the analyst released an earlier copy, and this one has not been looked at.
+        """
         for item in items:
             raw = item.raw_text
             if raw is not None and len(raw) > QUARANTINE_RAW_LIMIT:
@@ -396,7 +402,20 @@ class SqliteStore(Store):
             # Guard holds (stixbridge.trust.guard.GuardHold) also name the atoms they held and what matched.
             held_atoms = getattr(item, "held_atoms", None)
             matched = getattr(item, "matched", None)
-            rows.append(
+            held_text = json.dumps(held_atoms) if held_atoms else None
+            matched_text = ",".join(matched) if matched else None
+            dedup = quarantine_dedup_key(item, held_text)
+
+            refreshed = self.db.execute(
+                "UPDATE quarantine SET at = ?, reason = ?, raw = ?, collection = ?, matched = ? "
+                "WHERE dedup = ? AND status = 'held'",
+                (now_s, item.reason, raw, item.provenance.collection, matched_text, dedup),
+            ).rowcount
+            if refreshed:
+                continue
+            self.db.execute(
+                "INSERT INTO quarantine (source, collection, object_id, reason_code, reason, raw, at, held_atoms, "
+                "matched, dedup) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     item.provenance.source,
                     item.provenance.collection,
@@ -405,15 +424,11 @@ class SqliteStore(Store):
                     item.reason,
                     raw,
                     now_s,
-                    json.dumps(held_atoms) if held_atoms else None,
-                    ",".join(matched) if matched else None,
-                )
+                    held_text,
+                    matched_text,
+                    dedup,
+                ),
             )
-        self.db.executemany(
-            "INSERT INTO quarantine (source, collection, object_id, reason_code, reason, raw, at, held_atoms, "
-            "matched) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
 
     def add_quarantine(self, items: list[QuarantineItem], now: datetime) -> None:
         """Store rejected objects outside a page (guards, sinks)."""
@@ -891,6 +906,18 @@ class SqliteStore(Store):
 
 def _lifetimes_fingerprint(lifetimes: Mapping[str, timedelta]) -> str:
     return json.dumps({k: v.total_seconds() for k, v in sorted(lifetimes.items())})
+
+
+def quarantine_dedup_key(item: QuarantineItem, held_atoms: str | None = None) -> str:
+    """Return the key that makes repeats of one rejected object and reason one quarantine row."""
+    if item.object_id:
+        subject = "id:" + item.object_id
+    elif item.raw_text is not None:
+        subject = "raw:" + hashlib.sha256(item.raw_text.encode("utf-8", "surrogatepass")).hexdigest()
+    else:
+        subject = "reason:" + item.reason
+    parts = [item.provenance.source, subject, item.reason_code, held_atoms or ""]
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _atom_digest(atom_type: str, value: str) -> str:

@@ -147,3 +147,22 @@ def test_quarantine_show_metadata_and_raw(tmp_path, capsys):
     entry = json.loads(capsys.readouterr().out)
     assert entry["status"] == "held"
     assert json.loads(entry["raw"]) == bad
+
+
+def test_quarantine_list_aligns_object_column(tmp_path, capsys):
+    feed = tmp_path / "feed.json"
+    # One row with a STIX id and one without: the reasons must still start in the same column.
+    feed.write_text(json.dumps({"type": "bundle", "objects": [indicator(1, "[ipv4-addr:value = "), 42]}))
+    config = _config(tmp_path, f'[engine]\nstate = "s.db"\n[[sources]]\nname = "a"\nkind = "file"\npath = "{feed}"\n')
+    assert main(["--config", config, "-q", "pull"]) == 1
+    capsys.readouterr()
+
+    assert main(["--config", config, "quarantine", "list"]) == 0
+    header, *rows, footer = capsys.readouterr().out.splitlines()
+    column = header.index("REASON")
+    assert len(rows) == 2
+    assert footer == "2 quarantined objects shown"
+    assert any(" - " in row for row in rows)
+    for row in rows:
+        assert row[column - 2 : column] == "  "
+        assert row[column] != " "

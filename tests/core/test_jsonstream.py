@@ -52,3 +52,13 @@ def test_stream_invalid_json_after_good_objects_keeps_them():
 def test_stream_rejects_non_bundles(text):
     with pytest.raises(StreamError):
         _objects(text)
+
+
+def test_stream_error_says_at_once():
+    # The json module's own message ends in "starting at"; the offset must not repeat the "at".
+    with pytest.raises(StreamError) as caught:
+        _objects('{"objects": [{"id": "x"}, {"id": "cut off')
+    message = str(caught.value)
+    assert message.startswith("invalid JSON: Unterminated string starting at character ")
+    assert "at at" not in message
+    assert caught.value.offset == 33

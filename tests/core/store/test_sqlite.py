@@ -183,3 +183,66 @@ def test_store_reopen_keeps_schema(tmp_path):
         ingest(first, record())
     with SqliteStore(path) as second:
         assert second.count("indicators") == 1
+
+
+def _held(store):
+    return store.db.execute(
+        "SELECT qid, object_id, reason_code, reason, at, status FROM quarantine ORDER BY qid"
+    ).fetchall()
+
+
+def test_quarantine_repeat_refreshes_held_row(store):
+    first = QuarantineItem(Provenance("alliance", "f.json"), "pattern has no value", "indicator--x", '{"a": 1}', "pattern")
+    store.add_quarantine([first], NOW)
+    later = QuarantineItem(Provenance("alliance", "f.json"), "pattern ends early", "indicator--x", '{"a": 2}', "pattern")
+    store.add_quarantine([later], NOW + timedelta(hours=1))
+
+    rows = _held(store)
+    assert len(rows) == 1
+    assert rows[0][3] == "pattern ends early"
+    assert rows[0][4] == (NOW + timedelta(hours=1)).timestamp()
+    assert store.quarantine_raw(rows[0][0]) == '{"a": 2}'
+
+
+def test_quarantine_rows_differ_by_key_parts(store):
+    base = QuarantineItem(Provenance("alliance", "f.json"), "bad", "indicator--x", "{}", "pattern")
+    items = [
+        base,
+        QuarantineItem(Provenance("other", "f.json"), "bad", "indicator--x", "{}", "pattern"),
+        QuarantineItem(Provenance("alliance", "f.json"), "bad", "indicator--x", "{}", "timestamp"),
+        QuarantineItem(Provenance("alliance", "f.json"), "bad", "indicator--y", "{}", "pattern"),
+    ]
+    store.add_quarantine(items, NOW)
+    store.add_quarantine(items, NOW)
+    assert len(_held(store)) == 4
+
+
+def test_quarantine_without_id_keyed_by_text(store):
+    def element(text, reason="element 19 of 20 is not a JSON object"):
+        return QuarantineItem(Provenance("alliance", "f.json"), reason, None, text, "not-object")
+
+    store.add_quarantine([element("42"), element("[1, 2]")], NOW)
+    store.add_quarantine([element("42", "element 21 of 22 is not a JSON object"), element("[1, 2]")], NOW)
+    rows = _held(store)
+    assert len(rows) == 2
+    assert rows[0][3] == "element 21 of 22 is not a JSON object"
+
+    # Without id and text, the reason text separates the objects.
+    unreadable = [QuarantineItem(Provenance("alliance", "f.json"), f"file {n} is not JSON", None, None, "not-json")
+                  for n in (1, 2)]  # fmt: skip
+    store.add_quarantine(unreadable, NOW)
+    store.add_quarantine(unreadable, NOW)
+    assert len(_held(store)) == 4
+
+
+def test_quarantine_repeat_after_release_adds_row(store):
+    item = QuarantineItem(Provenance("alliance", "f.json"), "bad created", "indicator--x", "{}", "timestamp")
+    store.add_quarantine([item], NOW)
+    assert store.mark_quarantine(1, "released", NOW)
+
+    store.add_quarantine([item], NOW + timedelta(hours=1))
+    store.add_quarantine([item], NOW + timedelta(hours=2))
+
+    rows = _held(store)
+    assert [(row[0], row[5]) for row in rows] == [(1, "released"), (2, "held")]
+    assert rows[1][4] == (NOW + timedelta(hours=2)).timestamp()
