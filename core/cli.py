@@ -19,6 +19,7 @@ from . import __version__
 from .config import Config, find_config, load_config
 from .engine import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Engine, RunSummary
 from .errors import ConfigError, MissingExtraError, NotFoundError, StixbridgeError
+from .secrets import missing_secrets_allowed
 from .store.sqlite import SqliteStore
 from .timeutil import format_timestamp, from_epoch, utcnow
 
@@ -185,7 +186,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if handler is not None:
         return int(handler(args))
 
-    config = load_config(find_config(args.config))
+    if _reads_state_only(args):
+        with missing_secrets_allowed():
+            config = load_config(find_config(args.config))
+    else:
+        config = load_config(find_config(args.config))
     logging.getLogger().setLevel(logging.WARNING if args.quiet else config.engine.log_level)
     if args.command == "config":
         return _config_check(config, args.json)
@@ -196,6 +201,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _run(engine, args)
         finally:
             config.close()
+
+
+def _reads_state_only(args: argparse.Namespace) -> bool:
+    """Tell whether a command only reads the state file, so it runs without the connectors' secrets."""
+    action = getattr(args, "action", None)
+    return args.command == "status" or (args.command, action) in {
+        ("quarantine", "list"), ("quarantine", "show"), ("review", "list"), ("sightings", "list"),
+    }
 
 
 def _run(engine: Engine, args: argparse.Namespace) -> int:

@@ -147,3 +147,20 @@ def test_quarantine_show_metadata_and_raw(tmp_path, capsys):
     entry = json.loads(capsys.readouterr().out)
     assert entry["status"] == "held"
     assert json.loads(entry["raw"]) == bad
+
+
+def test_read_only_commands_need_no_secrets(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("STIXBRIDGE_TEST_UNSET_PASSWORD", raising=False)
+    config = _config(tmp_path, (
+        '[engine]\nstate = "s.db"\n[[sources]]\nname = "partner"\nkind = "taxii"\n'
+        'url = "https://127.0.0.1:9/taxii2/"\nusername = "soc"\npassword = { env = "STIXBRIDGE_TEST_UNSET_PASSWORD" }\n'
+    ))  # fmt: skip
+
+    assert main(["--config", config, "status"]) == 0
+    assert main(["--config", config, "quarantine", "list"]) == 0
+    assert main(["--config", config, "review", "list"]) == 0
+    assert main(["--config", config, "sightings", "list"]) == 0
+    capsys.readouterr()
+
+    assert main(["--config", config, "pull"]) == 2
+    assert "STIXBRIDGE_TEST_UNSET_PASSWORD which is not set" in capsys.readouterr().err
