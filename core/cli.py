@@ -126,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     sightings = _add_command(sub, "sightings", help="read, list and publish sightings")
     ssub = sightings.add_subparsers(dest="action", required=True, metavar="ACTION")
     slist = _add_command(ssub, "list", help="list published, pending, refused and failed objects, with the reason")
-    slist.add_argument("--status", choices=("pending", "sending", "published", "refused", "failed"))
+    slist.add_argument(
+        "--status", choices=("pending", "sending", "published", "refused", "failed", "unmatched"),
+        help="show only outbox rows of this status, or only the records that matched no indicator",
+    )
     slist.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
     _add_command(ssub, "read", help="read every sightings reader and aggregate the new hits")
     spublish = _add_command(ssub, "publish", help="send the outbox to every publish target")
@@ -284,14 +287,16 @@ def _sightings_list(engine: Engine, args: argparse.Namespace) -> int:
     from .sightings.loop import outbox_of
 
     outbox = outbox_of(engine)
-    rows = outbox.rows(args.status, args.limit)
-    unmatched = [
-        {"value": value, "source": source, "reason": reason}
-        for value, source, reason in engine.store.db.execute(
-            "SELECT value, source, reason FROM sightings WHERE status = 'unmatched' ORDER BY sid DESC LIMIT ?",
-            (args.limit,),
-        )
-    ]
+    rows = [] if args.status == "unmatched" else outbox.rows(args.status, args.limit)
+    unmatched = []
+    if args.status in (None, "unmatched"):
+        unmatched = [
+            {"value": value, "source": source, "reason": reason}
+            for value, source, reason in engine.store.db.execute(
+                "SELECT value, source, reason FROM sightings WHERE status = 'unmatched' ORDER BY sid DESC LIMIT ?",
+                (args.limit,),
+            )
+        ]
     if args.json:
         print(json.dumps({"outbox": rows, "unmatched": unmatched, **outbox.summary()}, indent=2))
         return EXIT_OK

@@ -398,6 +398,12 @@ def test_cli_sightings_list_and_status(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "unmatched local" in text
     assert "matches no live indicator" in text
+    assert main(["--config", str(config), "sightings", "list", "--status", "refused"]) == EXIT_OK
+    assert "nothing.example.org" not in capsys.readouterr().out
+    assert main(["--config", str(config), "sightings", "list", "--status", "unmatched"]) == EXIT_OK
+    only_unmatched = capsys.readouterr().out
+    assert "nothing.example.org" in only_unmatched
+    assert "0 outbox rows and 1 unmatched records shown" in only_unmatched
     assert main(["--config", str(config), "--json", "status"]) == EXIT_OK
     status = json.loads(capsys.readouterr().out)
     assert status["sightings"]["records"] == {"matched": 1, "unmatched": 1}
