@@ -363,6 +363,12 @@ def _config_check(config: Config, as_json: bool) -> int:
         for problem in entry.connector.preflight()
     ]
     plan["problems"] = problems
+    notes = []
+    if not any(e.enabled for e in config.sources):
+        notes.append("no enabled [[sources]] entry: a sync pulls nothing")
+    if not any(e.enabled for e in config.sinks):
+        notes.append("no enabled [[sinks]] entry: indicators stay in the state file")
+    plan["notes"] = notes
     if as_json:
         print(json.dumps(plan, indent=2))
         return EXIT_CONFIG if problems else EXIT_OK
@@ -378,6 +384,8 @@ def _config_check(config: Config, as_json: bool) -> int:
         for role in ("sources", "sinks", "sightings", "publish"):
             for line in plan[role]:
                 print(f"  {role[:-1] if role != 'publish' else 'publish'}: {line}")
+        for note in notes:
+            print(f"note: {note}")
     return EXIT_OK
 
 

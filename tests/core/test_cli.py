@@ -164,3 +164,12 @@ def test_read_only_commands_need_no_secrets(tmp_path, capsys, monkeypatch):
 
     assert main(["--config", config, "pull"]) == 2
     assert "STIXBRIDGE_TEST_UNSET_PASSWORD which is not set" in capsys.readouterr().err
+
+
+def test_config_check_notes_empty_config(tmp_path, capsys):
+    config = _config(tmp_path, "")
+
+    assert main(["--config", config, "config", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "note: no enabled [[sources]] entry: a sync pulls nothing" in out
+    assert "note: no enabled [[sinks]] entry" in out
