@@ -54,4 +54,10 @@ def release_guard_hold(engine: Engine, qid: int) -> str:
     links = [link for link in record.atoms if (link.type, link.value) in wanted]
     added = store.add_indicator_atoms(object_id, links)
     logger.info("Released %d held atoms of %s into the store.", added, object_id)
+    state = store.db.execute("SELECT state FROM indicators WHERE id = ?", (object_id,)).fetchone()[0]
+    if state == "withheld":
+        return (
+            f"released {added} atom(s) of {object_id}; the indicator is withheld by the trust policy of source "
+            f"{source}, so they reach the sinks once that policy takes it again"
+        )
     return f"released {added} atom(s) of {object_id}; they reach the sinks on the next push"

@@ -3,7 +3,8 @@
 from datetime import UTC, datetime
 
 from stixbridge.cli import main
-from stixbridge.engine import EXIT_OK, EXIT_QUARANTINED
+from stixbridge.engine import EXIT_OK, EXIT_QUARANTINED, RunSummary
+from stixbridge.quarantine import release
 from stixbridge.trust.policy import SourcePolicy
 from stixbridge.trust.recheck import policy_fingerprint
 from tests.core.helpers import indicator, write_bundle
@@ -267,3 +268,22 @@ def test_indicator_without_text_checks_tlp_only(tmp_path, caplog):
 
     engine, _, sink = run(tmp_path, feed, policy(), sink)
     assert "45.95.147.12" in sink.values()
+
+
+def test_release_into_withheld_indicator_waits(tmp_path):
+    objects = [indicator(5, "[domain-name:value = 'evil-update.ru' OR ipv4-addr:value = '8.8.4.4']",
+                         object_marking_refs=[RED])]  # fmt: skip
+    feed = write_bundle(tmp_path / "feed.json", objects)
+    engine, _, sink = run(tmp_path, feed)
+    engine.store.close()
+    engine, _, sink = run(tmp_path, feed, policy(max_tlp="amber"), sink)
+    qid = engine.store.quarantine_rows()[0]["qid"]
+
+    message = release(engine, qid)
+    engine.push(RunSummary())
+
+    assert "withheld by the trust policy of source alliance" in message
+    assert sink.values() == {}
+    engine.store.close()
+    engine, _, sink = run(tmp_path, feed, policy(), sink)
+    assert set(sink.values()) == {"evil-update.ru", "8.8.4.4"}
