@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FETCHED = "fetched"
-"""The source was asked; ``found`` tells whether it still had the object."""
+"""The source served the request; ``found`` is False when it no longer has the object."""
 INVALID_ID = "invalid-id"
 UNKNOWN_ID = "unknown-id"
 NO_SOURCE = "no-source"

@@ -42,7 +42,7 @@ class AggregateCounts:
     windows: int = 0
     extended: int = 0
     refetched: int = 0
-    """Expired indicators a source was asked for again; refused requests (a ``file`` source) are not counted."""
+    """Expired indicators fetched again; requests a source cannot serve (a ``file`` source) are not counted."""
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -187,7 +187,7 @@ def _try_expired(
             result = refetch(entry.id)
         finally:
             store.db.execute("BEGIN IMMEDIATE")
-        # Only a request the source answered counts; a source that cannot fetch by id is not a fetch.
+        # Count only requests a source served, because a source that cannot fetch by id made no fetch.
         if result.get("status") == FETCHED:
             counts.refetched += 1
         outcomes.append(f"{entry.id}: {result.get('reason') or (result.get('state') or {}).get('state', 'fetched')}")

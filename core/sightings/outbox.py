@@ -199,8 +199,8 @@ class Outbox:
             try:
                 objects = self._objects(window, level, target)
             except stix2.exceptions.STIXError as exc:
-                # One window that stix2 rejects (an indicator id stored before ids were checked, say) must
-                # not stop the others; its row records why, and a later change of the window tries again.
+                # A window that stix2 rejects must not stop the others. The usual cause is an indicator id
+                # stored before ids were checked. Its row records the error, and new hits build it again.
                 logger.warning(
                     "Publish target %s: cannot build the %s %s of indicator %s, so it is not queued: %s",
                     target.name, window.object_type, window.object_id, window.indicator_id, exc,
@@ -270,8 +270,8 @@ class Outbox:
     def _put_unbuilt(self, target: PublishTarget, window: Window, level: Tlp, error: str, now: datetime) -> None:
         """Record a window whose object cannot be built as ``refused``, with an empty payload.
 
-        The empty payload keeps the row out of :meth:`_recheck_policy`, so it is never sent; a newer
-        version of the window replaces the row when it can be built.
+        The empty payload keeps the row out of :meth:`_recheck_policy`, so it is never sent. New hits
+        make a newer version of the window, which is built again and replaces the row.
         """
         reason = f"cannot be built as STIX 2.1, so it is never sent: {error}"
         self.store.db.execute(

@@ -60,9 +60,9 @@ def test_id_accepted_ids_build_with_stix2(value):
 
 
 @pytest.mark.parametrize("value", [v for v in INVALID if v.startswith("indicator--")])
-def test_id_rejected_ids_fail_in_stix2_or_are_not_canonical(value):
-    # Every id rejected for its variant fails in stix2 too; the non-hyphenated forms that stix2 would
-    # take (uuid.UUID parses braces and bare hex) are rejected here because they are not STIX ids.
+def test_id_rejected_ids_fail_in_stix2(value):
+    # Every id rejected for its variant fails in stix2 too. stix2 takes braces and bare hex, because
+    # uuid.UUID parses them, but those forms are not STIX ids, so they are rejected here.
     try:
         opinion_referencing(value)
     except stix2.exceptions.InvalidValueError:

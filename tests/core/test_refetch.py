@@ -22,24 +22,24 @@ OLD = indicator(1, "[domain-name:value = 'c2.example.com']", valid_until="2024-0
 
 
 class ByIdSource(Source):
-    """A source that can fetch by id and returns a fixed answer, or raises."""
+    """A source that can fetch by id and returns fixed objects, or raises."""
 
     kind = "by-id"
 
-    def __init__(self, answer=(), error=None):
+    def __init__(self, objects=(), error=None):
         super().__init__("alliance", Settings(), ConnectorContext(base_dir=Path(".")))
-        self.answer = list(answer)
+        self.objects = list(objects)
         self.error = error
-        self.asked = []
+        self.requested = []
 
     def pull(self, cursor):
         return iter(())
 
     def fetch_by_id(self, object_id, provenance):
-        self.asked.append(object_id)
+        self.requested.append(object_id)
         if self.error is not None:
             raise self.error
-        return [RawItem(obj, Provenance("alliance", "renewed")) for obj in self.answer]
+        return [RawItem(obj, Provenance("alliance", "renewed")) for obj in self.objects]
 
 
 def expired_engine(tmp_path):
@@ -99,7 +99,7 @@ def test_refetch_newer_version_revives(tmp_path):
     assert result["status"] == FETCHED
     assert result["found"] is True
     assert result["revived"] == 1
-    assert source.asked == [C2]
+    assert source.requested == [C2]
     assert engine.store.indicator_state(C2)["state"] == "live"
 
 
@@ -136,7 +136,7 @@ def test_sighting_refetch_counted_only_when_fetched(tmp_path):
     assert "cannot fetch objects by id" in reason
 
 
-def test_sighting_refetch_counted_when_source_answers(tmp_path):
+def test_sighting_refetch_counted_when_served(tmp_path):
     engine = expired_engine(tmp_path)
     engine.config.sources[0].connector = ByIdSource([])
     hit_c2(tmp_path)
