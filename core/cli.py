@@ -19,6 +19,7 @@ from . import __version__
 from .config import Config, find_config, load_config
 from .engine import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, Engine, RunSummary
 from .errors import ConfigError, MissingExtraError, NotFoundError, StixbridgeError
+from .secrets import missing_secrets_allowed
 from .store.sqlite import SqliteStore
 from .timeutil import format_timestamp, from_epoch, utcnow
 
@@ -125,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     sightings = _add_command(sub, "sightings", help="read, list and publish sightings")
     ssub = sightings.add_subparsers(dest="action", required=True, metavar="ACTION")
     slist = _add_command(ssub, "list", help="list published, pending, refused and failed objects, with the reason")
-    slist.add_argument("--status", choices=("pending", "sending", "published", "refused", "failed"))
+    slist.add_argument(
+        "--status", choices=("pending", "sending", "published", "refused", "failed", "unmatched"),
+        help="show only outbox rows of this status, or only the records that matched no indicator",
+    )
     slist.add_argument("--limit", type=int, default=50, help="rows to show (default 50)")
     _add_command(ssub, "read", help="read every sightings reader and aggregate the new hits")
     spublish = _add_command(ssub, "publish", help="send the outbox to every publish target")
@@ -190,7 +194,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if handler is not None:
         return int(handler(args))
 
-    config = load_config(find_config(args.config))
+    if _reads_state_only(args):
+        with missing_secrets_allowed():
+            config = load_config(find_config(args.config))
+    else:
+        config = load_config(find_config(args.config))
     logging.getLogger().setLevel(logging.WARNING if args.quiet else config.engine.log_level)
     if args.command == "config":
         return _config_check(config, args.json)
@@ -201,6 +209,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _run(engine, args)
         finally:
             config.close()
+
+
+def _reads_state_only(args: argparse.Namespace) -> bool:
+    """Tell whether a command only reads the state file, so it runs without the connectors' secrets."""
+    action = getattr(args, "action", None)
+    return args.command == "status" or (args.command, action) in {
+        ("quarantine", "list"), ("quarantine", "show"), ("review", "list"), ("sightings", "list"),
+    }
 
 
 def _run(engine: Engine, args: argparse.Namespace) -> int:
@@ -286,14 +302,16 @@ def _sightings_list(engine: Engine, args: argparse.Namespace) -> int:
     from .sightings.loop import outbox_of
 
     outbox = outbox_of(engine)
-    rows = outbox.rows(args.status, args.limit)
-    unmatched = [
-        {"value": value, "source": source, "reason": reason}
-        for value, source, reason in engine.store.db.execute(
-            "SELECT value, source, reason FROM sightings WHERE status = 'unmatched' ORDER BY sid DESC LIMIT ?",
-            (args.limit,),
-        )
-    ]
+    rows = [] if args.status == "unmatched" else outbox.rows(args.status, args.limit)
+    unmatched = []
+    if args.status in (None, "unmatched"):
+        unmatched = [
+            {"value": value, "source": source, "reason": reason}
+            for value, source, reason in engine.store.db.execute(
+                "SELECT value, source, reason FROM sightings WHERE status = 'unmatched' ORDER BY sid DESC LIMIT ?",
+                (args.limit,),
+            )
+        ]
     if args.json:
         print(json.dumps({"outbox": rows, "unmatched": unmatched, **outbox.summary()}, indent=2))
         return EXIT_OK
@@ -360,6 +378,12 @@ def _config_check(config: Config, as_json: bool) -> int:
         for problem in entry.connector.preflight()
     ]
     plan["problems"] = problems
+    notes = []
+    if not any(e.enabled for e in config.sources):
+        notes.append("no enabled [[sources]] entry: a sync pulls nothing")
+    if not any(e.enabled for e in config.sinks):
+        notes.append("no enabled [[sinks]] entry: indicators stay in the state file")
+    plan["notes"] = notes
     if as_json:
         print(json.dumps(plan, indent=2))
         return EXIT_CONFIG if problems else EXIT_OK
@@ -375,6 +399,8 @@ def _config_check(config: Config, as_json: bool) -> int:
         for role in ("sources", "sinks", "sightings", "publish"):
             for line in plan[role]:
                 print(f"  {role[:-1] if role != 'publish' else 'publish'}: {line}")
+        for note in notes:
+            print(f"note: {note}")
     return EXIT_OK
 
 

@@ -69,7 +69,8 @@ class EngineSettings(Settings):
                     key=f"{where}.lifetimes.{name}",
                 )
             if days < 0:
-                raise ConfigError(f"{where}.lifetimes.{name} must be 0 or more days, got {days}", key=name)
+                raise ConfigError(f"{where}.lifetimes.{name} must be 0 or more days, got {days}",
+                                  key=f"{where}.lifetimes.{name}")
 
 
 @dataclass
@@ -244,7 +245,7 @@ def _build_entry(
     try:
         cls = load(role, kind)
     except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}", key=f"{where}.kind", line=lines.line_of("kind")) from None
+        raise ConfigError(f"{where}: {exc.message}", key=f"{where}.kind", line=lines.line_of("kind")) from None
     options = {k: v for k, v in entry.items() if k not in COMMON_KEYS}
     # A connector whose settings declare ``enabled`` (the TAXII publisher, off by default) gets it too.
     if "enabled" in entry and "enabled" in {f.name for f in dataclasses.fields(cls.settings_class)}:

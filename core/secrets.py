@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from .errors import ConfigError
 
 MASK = "********"
+_MISSING_ALLOWED: ContextVar[bool] = ContextVar("stixbridge_missing_secrets_allowed", default=False)
 
 # Config and log field names whose values are masked wherever they are printed.
 SECRET_NAME_PATTERN = re.compile(
@@ -23,7 +29,7 @@ class Secret:
 
     __slots__ = ("_env", "_value")
 
-    def __init__(self, value: str, env: str = "") -> None:
+    def __init__(self, value: str | None, env: str = "") -> None:
         self._value = value
         self._env = env
 
@@ -35,7 +41,7 @@ class Secret:
             KeyError: the variable is not set; the message names it but never a value.
         """
         value = os.environ.get(name)
-        if value is None:
+        if value is None and not _MISSING_ALLOWED.get():
             raise KeyError(f"environment variable {name} is not set")
         return cls(value, env=name)
 
@@ -45,7 +51,14 @@ class Secret:
         return self._env
 
     def reveal(self) -> str:
-        """Return the secret value."""
+        """Return the secret value.
+
+        Raises:
+            ConfigError: the secret's variable was not set when the configuration was loaded, which only
+                :func:`missing_secrets_allowed` permits.
+        """
+        if self._value is None:
+            raise ConfigError(f"environment variable {self._env} is not set; export it before running")
         return self._value
 
     def __repr__(self) -> str:
@@ -65,6 +78,20 @@ class Secret:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("Secret values cannot be pickled")
+
+
+@contextmanager
+def missing_secrets_allowed() -> Iterator[None]:
+    """Load configurations whose secret variables are unset, for commands that only read the state file.
+
+    ``stixbridge status`` on a host that keeps its TAXII password elsewhere needs no password. A secret
+    loaded this way raises :class:`ConfigError` when revealed.
+    """
+    token = _MISSING_ALLOWED.set(True)
+    try:
+        yield
+    finally:
+        _MISSING_ALLOWED.reset(token)
 
 
 def is_secret_name(name: str) -> bool:

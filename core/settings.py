@@ -9,6 +9,7 @@ choices, nested ``Settings`` dataclasses, and ``X | None``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Iterable
@@ -177,8 +178,21 @@ def _secret(value: Any, key: str, line: int | None) -> Secret:
             key=key,
             line=line,
         )
+    name = value["env"]
+    if not name.strip():
+        raise ConfigError(
+            f"{key} names no environment variable; write the variable's name, as in {{ env = \"VARIABLE\" }}",
+            key=key,
+            line=line,
+        )
+    if os.environ.get(name) == "":
+        raise ConfigError(
+            f"{key} names environment variable {name}, which is set but empty; export the secret in it",
+            key=key,
+            line=line,
+        )
     try:
-        return Secret.from_env(value["env"])
+        return Secret.from_env(name)
     except KeyError:
         raise ConfigError(
             f"{key} names environment variable {value['env']} which is not set; export it before running",

@@ -16,6 +16,8 @@ from .timestamps import normalise_timestamp
 
 # RFC 9110 token characters, the only ones allowed in a header name.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+DEFAULT_MIN_LIMIT = 50
+"""Default floor of the halving of ``limit`` after HTTP 413."""
 
 
 @dataclass
@@ -147,20 +149,29 @@ class TaxiiSettings(TaxiiConnectionSettings):
     """Collection ids or titles to pull; empty pulls every collection the account can read."""
     limit: int = 500
     """Objects asked for per request; servers may send fewer or more."""
-    min_limit: int = 50
-    """Smallest ``limit`` that halving after HTTP 413 (Payload Too Large) goes down to."""
+    min_limit: int | None = None
+    """Smallest ``limit`` that halving after HTTP 413 (Payload Too Large) goes down to; unset, 50 or
+    ``limit`` when that is smaller (see :attr:`floor_limit`)."""
     added_after: str | None = None
     """Start of the first pull (RFC 3339); later pulls resume from their checkpoint."""
     max_pages: int = 10_000
     """Most pages read from one collection in one pull; more stops the pull with an error."""
 
+    @property
+    def floor_limit(self) -> int:
+        """Return ``min_limit``, or its default: 50, or ``limit`` when that is smaller."""
+        return self.min_limit if self.min_limit is not None else min(DEFAULT_MIN_LIMIT, self.limit)
+
     def validate(self, where: str) -> None:
         super().validate(where)
         if self.limit < 1:
             raise ConfigError(f"{where}.limit must be at least 1, got {self.limit}", key=f"{where}.limit")
-        if not 1 <= self.min_limit <= self.limit:
-            raise ConfigError(f"{where}.min_limit must be between 1 and limit ({self.limit}), got {self.min_limit}",
-                              key=f"{where}.min_limit")  # fmt: skip
+        if self.min_limit is not None and not 1 <= self.min_limit <= self.limit:
+            raise ConfigError(
+                f"{where}.min_limit must be between 1 and limit ({self.limit}), got {self.min_limit}; "
+                "leave it out to use 50, or limit when that is smaller",
+                key=f"{where}.min_limit",
+            )
         if self.max_pages < 1:
             raise ConfigError(f"{where}.max_pages must be at least 1, got {self.max_pages}", key=f"{where}.max_pages")
         if any(not name.strip() for name in self.collections):

@@ -144,7 +144,7 @@ class TaxiiSource(Source):
         options: dict[str, Any] = {
             "filters": filters,
             "limit": self.settings.limit,
-            "min_limit": self.settings.min_limit,
+            "min_limit": self.settings.floor_limit,
             "max_pages": self.settings.max_pages,
         }
         if root.version == "2.0":

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from ..atoms import Atom, AtomError, atom_from_value
+from ..sinks.mapping import LOWERCASE_TYPES
 from ..store.sqlite import SqliteStore
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -61,19 +62,30 @@ class IndicatorFinder:
         self._networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] | None = None
 
     def live(self, atom: Atom) -> list[LiveIndicator]:
-        """Return the live indicators with this atom as an exact atom, or with a network that holds it."""
-        ids = [
-            row[0]
-            for row in self.store.db.execute(
-                "SELECT a.indicator_id FROM indicator_atoms a JOIN indicators i ON i.id = a.indicator_id "
-                "WHERE a.type = ? AND a.value = ? AND a.role = 'exact' AND i.state = 'live' ORDER BY a.indicator_id",
-                (str(atom.type), atom.value),
-            )
-        ]
+        """Return the live indicators with this atom as an exact atom, or with a network that holds it.
+
+        A value of a type that Splunk lookups hold in lower case (:data:`LOWERCASE_TYPES`, an e-mail
+        address for one) also finds atoms that differ only in case, because a Splunk match reports the
+        value as the lookup holds it. SQLite folds ASCII letters only.
+        """
+        ids = self._exact_ids(atom, "")
+        if not ids and atom.type in LOWERCASE_TYPES:
+            ids = self._exact_ids(atom, " COLLATE NOCASE")
         if atom.type in ("ipv4", "ipv6"):
             address = ipaddress.ip_address(atom.value)
             ids.extend(i for network, i in self._live_networks() if address in network and i not in ids)
         return [found for found in (self.indicator(i) for i in ids) if found is not None]
+
+    def _exact_ids(self, atom: Atom, collation: str) -> list[str]:
+        return [
+            row[0]
+            for row in self.store.db.execute(
+                "SELECT DISTINCT a.indicator_id FROM indicator_atoms a JOIN indicators i ON i.id = a.indicator_id "
+                f"WHERE a.type = ? AND a.value = ?{collation} AND a.role = 'exact' AND i.state = 'live' "
+                "ORDER BY a.indicator_id",
+                (str(atom.type), atom.value),
+            )
+        ]
 
     def indicator(self, indicator_id: str) -> LiveIndicator | None:
         """Return a live indicator by id, or None when it is not live."""

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from ..errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".stixbridge-tmp"
@@ -72,6 +74,32 @@ def write_text_atomic(path: Path, text: str) -> None:
     """
     with atomic_writer(path, newline="") as stream:
         stream.write(text)
+
+
+def folder_problems(folder: Path, owner: str) -> list[str]:
+    """Return why files cannot be written in ``folder`` (created if missing), for ``config check``."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return [f"{owner}: {folder} cannot be a folder because {existing} is a file; fix 'path' in its settings"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"{owner}: this user cannot write in {existing}; fix 'path' in its settings or the permissions"]
+    return []
+
+
+def make_folder(folder: Path, owner: str) -> None:
+    """Create ``folder`` and its parents if missing.
+
+    Raises:
+        ConfigError: the path names a file, or the folder cannot be created; the message names ``path``.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problems = folder_problems(folder, owner)
+        reason = problems[0] if problems else f"{owner}: cannot create {folder} ({exc}); fix 'path' in its settings"
+        raise ConfigError(reason) from exc
 
 
 def resolve_output_path(base_dir: Path, configured: str) -> Path:

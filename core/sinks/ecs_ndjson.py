@@ -25,7 +25,7 @@ from ..connector import ConnectorContext
 from ..errors import ConfigError
 from ..model import AtomRow, Changes, PushResult
 from ..settings import Settings
-from .atomic import resolve_output_path, write_text_atomic
+from .atomic import folder_problems, make_folder, resolve_output_path, write_text_atomic
 from .base import Sink
 from .ecs import DEFAULT_FEED_NAME, ECS_INDICATOR_TYPES, ECS_UNSUPPORTED, ecs_document_ids, ecs_documents
 
@@ -85,11 +85,14 @@ class EcsNdjsonSink(Sink):
         index = self.ecs_settings.index or "(index given in the _bulk URL)"
         return f"ecs-ndjson {self.name!r}: bulk files {self.folder / self.stem}-NNNNNN{self.suffix} for {index}"
 
+    def preflight(self) -> list[str]:
+        return [*super().preflight(), *folder_problems(self.folder, f"ecs-ndjson sink {self.name!r}")]
+
     def accepts(self, row: AtomRow) -> bool:
         return row.type in ECS_INDICATOR_TYPES
 
     def begin(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder, f"ecs-ndjson sink {self.name!r}")
 
     def push(self, changes: Changes) -> PushResult:
         result = PushResult()
@@ -136,7 +139,7 @@ class EcsNdjsonSink(Sink):
         return {"_id": key}
 
     def _write_batch(self, text: str) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder, f"ecs-ndjson sink {self.name!r}")
         number = self._next_number()
         path = self.folder / f"{self.stem}-{number:06d}{self.suffix}"
         write_text_atomic(path, text)

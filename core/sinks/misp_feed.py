@@ -41,7 +41,7 @@ from ..errors import ConfigError
 from ..model import AtomRow, Changes, PushResult
 from ..settings import Settings
 from ..tlp import Tlp
-from .atomic import atomic_writer, resolve_output_path, write_text_atomic
+from .atomic import atomic_writer, folder_problems, make_folder, resolve_output_path, write_text_atomic
 from .base import Sink
 from .mapping import MISP_UNSUPPORTED, misp_attribute_type, misp_value
 from .placement import Placement
@@ -132,11 +132,14 @@ class MispFeedSink(Sink):
     def describe(self) -> str:
         return f"misp-feed {self.name!r}: MISP feed in {self.folder} created by {self.feed_settings.org_name!r}"
 
+    def preflight(self) -> list[str]:
+        return [*super().preflight(), *folder_problems(self.folder, f"misp-feed sink {self.name!r}")]
+
     def accepts(self, row: AtomRow) -> bool:
         return misp_attribute_type(row.type, row.direction) is not None
 
     def begin(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder, f"misp-feed sink {self.name!r}")
         # Re-read the files on every run: someone may have edited or replaced them in between.
         self._forget()
 
@@ -147,7 +150,7 @@ class MispFeedSink(Sink):
         result = PushResult()
         if not changes:
             return result
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder, f"misp-feed sink {self.name!r}")
         index = self._load()
         now = self.context.clock()
 

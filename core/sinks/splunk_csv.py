@@ -36,7 +36,7 @@ from ..connector import ConnectorContext
 from ..errors import ConfigError
 from ..model import AtomRow, Changes, DeliveredRow, PushResult
 from ..settings import Settings
-from .atomic import atomic_writer, resolve_output_path
+from .atomic import atomic_writer, folder_problems, make_folder, resolve_output_path
 from .base import Sink
 from .mapping import (
     ES_COLLECTION_FIELDS,
@@ -102,17 +102,20 @@ class SplunkCsvSink(Sink):
     def describe(self) -> str:
         return f"splunk-csv {self.name!r}: Splunk ES threat-intelligence lookups in {self.folder}"
 
+    def preflight(self) -> list[str]:
+        return [*super().preflight(), *folder_problems(self.folder, f"splunk-csv sink {self.name!r}")]
+
     def accepts(self, row: AtomRow) -> bool:
         return _skip_reason(row) is None
 
     def begin(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder, f"splunk-csv sink {self.name!r}")
 
     def push(self, changes: Changes) -> PushResult:
         result = PushResult()
         if not changes:
             return result
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder, f"splunk-csv sink {self.name!r}")
 
         files: dict[str, _FileChanges] = {}
         skipped: Counter[str] = Counter()

@@ -74,6 +74,20 @@ class FileSource(Source):
             found.update(p for p in root.rglob(pattern) if p.is_file())
         return sorted(found)
 
+    def _collection(self, path: Path) -> str:
+        """Name a file as a collection: its path below the configured folder, or its name.
+
+        The name travels to sinks that other organisations read (MISP feed events, ECS documents), so it
+        never holds the folders above ``path`` of the settings.
+        """
+        root = self._root()
+        if root.is_dir():
+            try:
+                return path.relative_to(root).as_posix()
+            except ValueError:
+                pass
+        return path.name
+
     def pull(self, cursor: str | None) -> Iterator[Page]:
         done: dict[str, str] = json.loads(cursor) if cursor else {}
         files = self.files()
@@ -83,7 +97,7 @@ class FileSource(Source):
             digest = _file_digest(path)
             if done.get(str(path)) == digest:
                 continue
-            provenance = Provenance(source=self.name, collection=str(path))
+            provenance = Provenance(source=self.name, collection=self._collection(path))
             batch: list[RawItem] = []
             for item in self._read(path, provenance):
                 batch.append(item)

@@ -149,6 +149,32 @@ def test_quarantine_show_metadata_and_raw(tmp_path, capsys):
     assert json.loads(entry["raw"]) == bad
 
 
+def test_read_only_commands_need_no_secrets(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("STIXBRIDGE_TEST_UNSET_PASSWORD", raising=False)
+    config = _config(tmp_path, (
+        '[engine]\nstate = "s.db"\n[[sources]]\nname = "partner"\nkind = "taxii"\n'
+        'url = "https://127.0.0.1:9/taxii2/"\nusername = "soc"\npassword = { env = "STIXBRIDGE_TEST_UNSET_PASSWORD" }\n'
+    ))  # fmt: skip
+
+    assert main(["--config", config, "status"]) == 0
+    assert main(["--config", config, "quarantine", "list"]) == 0
+    assert main(["--config", config, "review", "list"]) == 0
+    assert main(["--config", config, "sightings", "list"]) == 0
+    capsys.readouterr()
+
+    assert main(["--config", config, "pull"]) == 2
+    assert "STIXBRIDGE_TEST_UNSET_PASSWORD which is not set" in capsys.readouterr().err
+
+
+def test_config_check_notes_empty_config(tmp_path, capsys):
+    config = _config(tmp_path, "")
+
+    assert main(["--config", config, "config", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "note: no enabled [[sources]] entry: a sync pulls nothing" in out
+    assert "note: no enabled [[sinks]] entry" in out
+
+
 @pytest.mark.parametrize(
     ("identity_id", "fault"),
     [

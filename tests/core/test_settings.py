@@ -4,7 +4,7 @@ from typing import Literal
 import pytest
 
 from stixbridge.errors import ConfigError
-from stixbridge.secrets import Secret
+from stixbridge.secrets import Secret, missing_secrets_allowed
 from stixbridge.settings import LineFinder, Settings, build_settings
 
 
@@ -64,5 +64,28 @@ def test_settings_secret_literal_rejected():
 
 def test_settings_secret_env_missing(monkeypatch):
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE which is not set"):
+        build_settings(Example, {"password": {"env": "NOT_SET_ANYWHERE"}}, "sinks")
+
+
+def test_settings_secret_env_empty(monkeypatch):
+    monkeypatch.setenv("EXAMPLE_PASSWORD", "")
+    with pytest.raises(ConfigError, match="EXAMPLE_PASSWORD, which is set but empty"):
+        build_settings(Example, {"password": {"env": "EXAMPLE_PASSWORD"}}, "sinks")
+
+
+def test_settings_secret_env_name_empty():
+    with pytest.raises(ConfigError, match="names no environment variable"):
+        build_settings(Example, {"password": {"env": " "}}, "sinks")
+
+
+def test_settings_missing_secret_allowed_for_reading(monkeypatch):
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    with missing_secrets_allowed():
+        built = build_settings(Example, {"password": {"env": "NOT_SET_ANYWHERE"}}, "sinks")
+
+    assert built.password is not None
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE is not set"):
+        built.password.reveal()
     with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE which is not set"):
         build_settings(Example, {"password": {"env": "NOT_SET_ANYWHERE"}}, "sinks")

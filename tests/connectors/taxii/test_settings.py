@@ -26,7 +26,8 @@ def test_defaults_are_safe() -> None:
     assert settings.verify_tls is True
     assert settings.version == "auto"
     assert settings.limit == 500
-    assert settings.min_limit == 50
+    assert settings.min_limit is None
+    assert settings.floor_limit == 50
     assert settings.timeouts() == (60.0, 60.0)
     assert settings.retries == 5
 
@@ -205,3 +206,17 @@ def test_configuration_error_names_key_and_line(tmp_path: Path) -> None:
         load_config(config_path)
 
     assert caught.value.line == 4
+
+
+def test_small_limit_lowers_default_floor():
+    settings = TaxiiSettings(url="https://taxii.example.org/taxii2/", limit=5)
+    settings.validate("sources[0]")
+
+    assert settings.floor_limit == 5
+
+
+def test_explicit_floor_kept():
+    settings = TaxiiSettings(url="https://taxii.example.org/taxii2/", limit=500, min_limit=20)
+    settings.validate("sources[0]")
+
+    assert settings.floor_limit == 20

@@ -123,6 +123,21 @@ def test_address_in_network_indicator_is_sighted(tmp_path):
     assert target.of_type("sighting")[0]["sighting_of_ref"] == "indicator--00000000-0000-4000-8000-000000000007"
 
 
+def test_email_in_lookup_case_is_sighted(tmp_path):
+    phish = indicator(8, "[email-addr:value = 'Phish@Bad-Mailer.example']")
+    engine, (target,) = make_loop(tmp_path, objects=[phish])
+    # A Splunk lookup holds e-mail addresses in lower case, so its matches report them so.
+    write_sightings(tmp_path / "sightings" / "hits.jsonl", [hit("phish@bad-mailer.example", 10),
+                                                          hit("Phish@Bad-Mailer.example", 5)])  # fmt: skip
+
+    summary = engine.sync()
+
+    assert summary.extra["sightings"]["unmatched"] == 0
+    (sighting,) = target.of_type("sighting")
+    assert sighting["sighting_of_ref"] == phish["id"]
+    assert sighting["count"] == 2
+
+
 def test_context_stays_private_by_default(tmp_path):
     engine, (target,) = make_loop(tmp_path)
     write_sightings(tmp_path / "sightings" / "hits.jsonl",
@@ -383,6 +398,12 @@ def test_cli_sightings_list_and_status(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "unmatched local" in text
     assert "matches no live indicator" in text
+    assert main(["--config", str(config), "sightings", "list", "--status", "refused"]) == EXIT_OK
+    assert "nothing.example.org" not in capsys.readouterr().out
+    assert main(["--config", str(config), "sightings", "list", "--status", "unmatched"]) == EXIT_OK
+    only_unmatched = capsys.readouterr().out
+    assert "nothing.example.org" in only_unmatched
+    assert "0 outbox rows and 1 unmatched records shown" in only_unmatched
     assert main(["--config", str(config), "--json", "status"]) == EXIT_OK
     status = json.loads(capsys.readouterr().out)
     assert status["sightings"]["records"] == {"matched": 1, "unmatched": 1}

@@ -8,8 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from stixbridge.config import build_config
+from stixbridge.errors import ConfigError
 from stixbridge.sinks import atomic
-from stixbridge.sinks.atomic import TEMP_SUFFIX, atomic_writer, resolve_output_path, write_text_atomic
+from stixbridge.sinks.atomic import (
+    TEMP_SUFFIX,
+    atomic_writer,
+    folder_problems,
+    make_folder,
+    resolve_output_path,
+    write_text_atomic,
+)
 
 
 def temp_files(folder: Path) -> list[str]:
@@ -86,3 +95,40 @@ def test_resolve_output_path(tmp_path: Path) -> None:
     assert resolve_output_path(tmp_path, "out/a") == tmp_path / "out" / "a"
     assert resolve_output_path(tmp_path, "/srv/feed") == Path("/srv/feed")
     assert resolve_output_path(tmp_path, "~/feed") == Path.home() / "feed"
+
+
+def test_folder_under_a_file_reported(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder", encoding="utf-8")
+
+    problems = folder_problems(blocker / "sub", "splunk-csv sink 'csv'")
+
+    assert problems == [
+        f"splunk-csv sink 'csv': {blocker / 'sub'} cannot be a folder because {blocker} is a file; "
+        "fix 'path' in its settings"
+    ]
+
+
+def test_missing_folder_is_fine(tmp_path):
+    assert folder_problems(tmp_path / "a" / "b", "sink") == []
+
+
+def test_make_folder_names_path(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder", encoding="utf-8")
+
+    with pytest.raises(ConfigError, match="is a file; fix 'path'"):
+        make_folder(blocker, "misp-feed sink 'feed'")
+
+
+@pytest.mark.parametrize("kind", ["splunk-csv", "ecs-ndjson", "misp-feed"])
+def test_file_sinks_preflight_path(tmp_path, kind):
+    (tmp_path / "blocker").write_text("x", encoding="utf-8")
+    extra = {"org_name": "Example SOC", "org_uuid": "5f3c1d2e-8a9b-4c7d-9e0f-1a2b3c4d5e6f"} if kind == "misp-feed" else {}
+    config = build_config(
+        {"sinks": [{"name": "out", "kind": kind, "path": "blocker", **extra}]}, base_dir=tmp_path
+    )
+
+    (problem,) = config.sinks[0].connector.preflight()
+
+    assert "is a file; fix 'path'" in problem
