@@ -139,8 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     csub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
     _add_command(csub, "check", help="validate the configuration and print what would run")
 
-    refetch = _add_command(sub, "refetch", help="fetch one indicator again by id from the source that sent it")
-    refetch.add_argument("id", help="STIX id, for example indicator--...")
+    refetch = _add_command(
+        sub,
+        "refetch",
+        help="fetch one indicator again by id from the source that sent it; exits 2 for an invalid or unknown "
+        "id and for a source that cannot fetch by id (kind 'file')",
+    )
+    refetch.add_argument("id", help="indicator id, for example indicator--<UUID>")
 
     demo = _add_command(
         sub, "demo", help="run the main job on a generated sample feed; needs no Splunk, Elastic or MISP"
@@ -240,13 +245,23 @@ def _run(engine: Engine, args: argparse.Namespace) -> int:
         else:
             engine.publish(summary, only=args.target)
     elif command == "refetch":
-        from .refetch import refetch
-
-        result = refetch(engine, args.id)
-        _print(result, args.json)
-        return EXIT_OK if result.get("found") else EXIT_FAILED
+        return _refetch(engine, args)
     _print_summary(summary, args.json)
     return summary.exit_code()
+
+
+def _refetch(engine: Engine, args: argparse.Namespace) -> int:
+    """Run ``refetch``: exit 2 when no retry can help (bad or unknown id, source cannot fetch by id)."""
+    from .refetch import USAGE_STATUSES, refetch
+
+    result = refetch(engine, args.id)
+    if result["status"] in USAGE_STATUSES:
+        print(f"error: {result['reason']}", file=sys.stderr)
+        if args.json:
+            _print(result, True)
+        return EXIT_CONFIG
+    _print(result, args.json)
+    return EXIT_OK if result["found"] else EXIT_FAILED
 
 
 def _status(engine: Engine) -> dict[str, Any]:

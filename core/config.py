@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from .connector import Connector, ConnectorContext
 from .errors import ConfigError
+from .identifiers import id_problem
 from .plugins import load
 from .settings import LineFinder, Settings, build_settings
 from .sightings.settings import SharingSettings, build_sharing_settings
@@ -82,8 +83,13 @@ class IdentitySettings(Settings):
     identity_class: str = "organization"
 
     def validate(self, where: str) -> None:
-        if self.id and not self.id.startswith("identity--"):
-            raise ConfigError(f"{where}.id must be an identity id such as 'identity--<uuid>', got {self.id!r}")
+        # The id becomes created_by_ref of every object we publish, where stix2 rejects an invalid one.
+        problem = id_problem(self.id, "identity") if self.id else None
+        if problem is not None:
+            raise ConfigError(
+                f"{where}.id must be an identity id such as 'identity--<RFC 4122 UUID>', got {self.id!r}: "
+                f"{problem}; leave it empty to derive one from the name"
+            )
 
 
 @dataclass

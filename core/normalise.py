@@ -14,6 +14,7 @@ from typing import Any
 
 from .atoms import AtomError, atom_from_comparison, canonical_hash_algorithm
 from .errors import InvalidInputError
+from .identifiers import id_problem
 from .model import AtomLink, IndicatorRecord, Provenance, QuarantineItem, RawItem
 from .patterns import Comparison, PatternError, flatten, parse_pattern
 from .timeutil import parse_timestamp
@@ -72,6 +73,8 @@ class FeedContext:
     """Provenance with each creator, built once per feed instead of once per indicator."""
     tlps: dict[tuple[str, ...], Tlp | None] = field(default_factory=dict)
     """TLP of each marking list seen; cleared when a marking definition is learnt."""
+    dropped_creators: set[str] = field(default_factory=set)
+    """Invalid ``created_by_ref`` values already logged, so a feed full of them logs each once."""
 
 
 @dataclass
@@ -108,7 +111,6 @@ def normalise_item(
             )
         )
     obj = item.obj
-    object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     if item.size > max_object_bytes:
         return _reject(
             item,
@@ -118,8 +120,19 @@ def normalise_item(
         )
 
     object_type = obj.get("type")
-    if not isinstance(object_type, str) or not object_id or not object_id.startswith(f"{object_type}--"):
-        return _reject(item, f"object has no valid type and id (type {object_type!r}, id {object_id!r})", "invalid")
+    if not isinstance(object_type, str) or not object_type:
+        return _reject(item, f"object has no valid type (type {object_type!r}, id {obj.get('id')!r})", "invalid")
+    problem = id_problem(obj.get("id"), object_type)
+    if problem is not None:
+        # An id that is not <type>--<RFC 4122 UUID> cannot be referenced from the STIX 2.1 objects we
+        # publish (stix2 raises on it), so the object never enters the store.
+        return _reject(
+            item,
+            f"{object_type} id {obj.get('id')!r} is not a valid STIX identifier: {problem}; the producer "
+            "must fix the id",
+            "invalid-id",
+        )
+    object_id = str(obj["id"])
 
     if object_type == "marking-definition":
         feed.markings[object_id] = tlp_of_marking_definition(obj)
@@ -197,7 +210,7 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
     if not (isinstance(confidence, int) and not isinstance(confidence, bool) and 0 <= confidence <= 100):
         confidence = None
 
-    created_by = obj.get("created_by_ref") if isinstance(obj.get("created_by_ref"), str) else ""
+    created_by = _creator(obj, feed)
     if created_by and not provenance.created_by:
         key = (provenance, created_by)
         cached = feed.provenances.get(key)
@@ -235,6 +248,30 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
 
     _extract_atoms(record)
     return record
+
+
+def _creator(obj: Mapping[str, Any], feed: FeedContext) -> str:
+    """Return the indicator's ``created_by_ref``, or "" when it has none or it is not an identity id.
+
+    An invalid reference is dropped, not quarantined: the indicator itself is sound, the creator is only
+    metadata for sinks and trust, and without it trust counts the source as the reporter.
+    """
+    value = obj.get("created_by_ref")
+    if value is None:
+        return ""
+    problem = id_problem(value, "identity")
+    if problem is None:
+        return str(value)
+
+    key = repr(value)
+    if key not in feed.dropped_creators and len(feed.dropped_creators) < 1024:
+        feed.dropped_creators.add(key)
+        logger.warning(
+            "Indicator %s: created_by_ref %r is not a valid identity id (%s); the reference is dropped and the "
+            "indicator is kept. Later objects with the same reference are not logged again.",
+            obj.get("id"), value, problem,
+        )  # fmt: skip
+    return ""
 
 
 def _tlp(refs: list[Any], feed: FeedContext, object_id: str) -> Tlp | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..refetch import FETCHED
 from ..store.sqlite import SqliteStore
 from ..timeutil import from_epoch
 from .mapping import IndicatorFinder, LiveIndicator, canonical_atom
@@ -41,6 +42,7 @@ class AggregateCounts:
     windows: int = 0
     extended: int = 0
     refetched: int = 0
+    """Expired indicators fetched again; requests a source cannot serve (a ``file`` source) are not counted."""
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -179,13 +181,15 @@ def _try_expired(
         if entry.id in fetched:
             continue
         fetched.add(entry.id)
-        counts.refetched += 1
         # The refetch stores in its own transaction; close ours around it so both stay atomic.
         store.db.execute("COMMIT")
         try:
             result = refetch(entry.id)
         finally:
             store.db.execute("BEGIN IMMEDIATE")
+        # Count only requests a source served, because a source that cannot fetch by id made no fetch.
+        if result.get("status") == FETCHED:
+            counts.refetched += 1
         outcomes.append(f"{entry.id}: {result.get('reason') or (result.get('state') or {}).get('state', 'fetched')}")
     found = finder.live(atom)
     if found:

@@ -12,7 +12,9 @@ States of one row (one object id at one target; a newer version replaces the row
   same id and version as a no-op.
 - ``published``: the target accepted it (or reported it pending on its side).
 - ``refused``: our policy keeps it here: its TLP is above what the target may receive, or it is
-  TLP:AMBER+STRICT or TLP:RED, which never leave. Re-checked when the target's policy changes.
+  TLP:AMBER+STRICT or TLP:RED, which never leave. Re-checked when the target's policy changes. A window
+  whose object ``stix2`` cannot build (an invalid indicator id in an old store) is also ``refused``, with
+  an empty payload and the error as its reason; it is never sent.
 - ``failed``: the target rejected it; tried again on later runs until ``max_attempts``.
 
 Building happens before sending and in its own transaction, so a crash between the two loses nothing:
@@ -27,6 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
+
+import stix2
 
 from ..errors import ConfigError, RemoteRejectedError, StixbridgeError
 from ..store.sqlite import SqliteStore, iter_chunks
@@ -188,17 +192,33 @@ class Outbox:
             return 0
 
         rows: list[tuple[dict[str, Any], Tlp]] = []
+        unbuilt: list[tuple[Window, Tlp, str]] = []
         levels: set[Tlp] = set()
         for window in windows:
             level = share_level(window.tlp, self.settings)
+            try:
+                objects = self._objects(window, level, target)
+            except stix2.exceptions.STIXError as exc:
+                # A window that stix2 rejects must not stop the others. The usual cause is an indicator id
+                # stored before ids were checked. Its row records the error, and new hits build it again.
+                logger.warning(
+                    "Publish target %s: cannot build the %s %s of indicator %s, so it is not queued: %s",
+                    target.name, window.object_type, window.object_id, window.indicator_id, exc,
+                )  # fmt: skip
+                unbuilt.append((window, level, str(exc)))
+                continue
             levels.add(level)
-            rows.extend((obj, level) for obj in self._objects(window, level, target))
-        rows.append((identity_object(self.identity.id, self.identity.name, self.identity.identity_class), Tlp.CLEAR))
-        rows.extend((marking_object(level), Tlp.CLEAR) for level in sorted(levels) if level not in NEVER_SHARED)
+            rows.extend((obj, level) for obj in objects)
+        if rows:
+            identity = identity_object(self.identity.id, self.identity.name, self.identity.identity_class)
+            rows.append((identity, Tlp.CLEAR))
+            rows.extend((marking_object(level), Tlp.CLEAR) for level in sorted(levels) if level not in NEVER_SHARED)
 
         self.store.db.execute("BEGIN IMMEDIATE")
         try:
             queued = sum(self._put(target, obj, level, now) for obj, level in rows)
+            for window, level, error in unbuilt:
+                self._put_unbuilt(target, window, level, error, now)
             self.store.db.execute("COMMIT")
         except BaseException:
             self.store.db.execute("ROLLBACK")
@@ -247,6 +267,22 @@ class Outbox:
         )  # fmt: skip
         return 1
 
+    def _put_unbuilt(self, target: PublishTarget, window: Window, level: Tlp, error: str, now: datetime) -> None:
+        """Record a window whose object cannot be built as ``refused``, with an empty payload.
+
+        The empty payload keeps the row out of :meth:`_recheck_policy`, so it is never sent. New hits
+        make a newer version of the window, which is built again and replaces the row.
+        """
+        reason = f"cannot be built as STIX 2.1, so it is never sent: {error}"
+        self.store.db.execute(
+            "INSERT INTO outbox (target, object_id, object_type, modified, tlp, payload, status, reason, attempts, "
+            "updated) VALUES (?, ?, ?, ?, ?, '', 'refused', ?, 0, ?) ON CONFLICT (target, object_id) DO UPDATE SET "
+            "object_type = excluded.object_type, modified = excluded.modified, tlp = excluded.tlp, payload = '', "
+            "status = 'refused', reason = excluded.reason, attempts = 0, updated = excluded.updated",
+            (target.name, window.object_id, window.object_type, window.modified, int(level), reason,
+             now.timestamp()),
+        )  # fmt: skip
+
     def _recheck_policy(self, target: PublishTarget, now: datetime) -> None:
         """Queue refused rows again when the target's highest TLP changed since they were refused."""
         key = f"sharing_target:{target.name}"
@@ -255,7 +291,8 @@ class Outbox:
         if row is not None and row[0] == fingerprint:
             return
         refused = self.store.db.execute(
-            "SELECT object_id, tlp FROM outbox WHERE target = ? AND status = 'refused'", (target.name,)
+            "SELECT object_id, tlp FROM outbox WHERE target = ? AND status = 'refused' AND payload != ''",
+            (target.name,),
         ).fetchall()
         self.store.db.execute("BEGIN IMMEDIATE")
         try:

@@ -192,3 +192,25 @@ def test_config_check_notes_empty_config(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "note: no enabled [[sources]] entry: a sync pulls nothing" in out
     assert "note: no enabled [[sinks]] entry" in out
+
+
+@pytest.mark.parametrize(
+    ("identity_id", "fault"),
+    [
+        ("identity--acme", "is not a UUID in the form 8-4-4-4-12"),
+        ("identity--00000000-0000-0000-0000-00000000000e", "is not an RFC 4122 UUID"),
+        ("organization--6ba7b810-9dad-11d1-80b4-00c04fd430c8", "its type prefix 'organization'"),
+    ],
+)
+def test_cli_invalid_identity_id_exit_two(tmp_path, capsys, identity_id, fault):
+    config = _config(tmp_path, f'[identity]\nname = "Test SOC"\nid = "{identity_id}"\n')
+    assert main(["--config", config, "config", "check"]) == 2
+    err = capsys.readouterr().err
+    assert f"identity.id must be an identity id such as 'identity--<RFC 4122 UUID>', got '{identity_id}'" in err
+    assert fault in err
+    assert "leave it empty to derive one from the name" in err
+
+
+def test_cli_valid_identity_id_accepted(tmp_path, capsys):
+    config = _config(tmp_path, '[identity]\nid = "identity--6ba7b810-9dad-11d1-80b4-00c04fd430c8"\n')
+    assert main(["--config", config, "config", "check"]) == 0

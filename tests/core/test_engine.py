@@ -138,7 +138,7 @@ def test_engine_bad_objects_quarantined_rest_arrive(tmp_path):
     assert summary.exit_code() == EXIT_QUARANTINED
     assert {r.value for r in sink.rows.values()} == {f"198.51.100.{n}" for n in range(1, 6)}
     codes = sorted(row["reason_code"] for row in engine.store.quarantine_rows())
-    assert codes == ["invalid", "not-json", "not-json", "pattern", "pattern", "timestamp", "timestamp", "too-large"]
+    assert codes == ["invalid-id", "not-json", "not-json", "pattern", "pattern", "timestamp", "timestamp", "too-large"]
 
 
 def test_engine_pull_twice_reads_unchanged_file_once(tmp_path):

@@ -208,3 +208,87 @@ def test_normalise_fast_path_matches_full_parser(monkeypatch):
             (a.type, a.value, a.display, a.role, a.context) for a in right.indicator.atoms
         ]
         assert left.indicator.composite_reason == right.indicator.composite_reason
+
+
+BAD_IDS = {
+    "indicator--not-a-uuid": "is not a UUID in the form 8-4-4-4-12",
+    "indicator--00000000-0000-0000-0000-00000000000e": "is not an RFC 4122 UUID",
+    "malware--00000000-0000-4000-8000-000000000001": "its type prefix 'malware' is not the object's type",
+    "indicator-00000000-0000-4000-8000-000000000001": "is not of the form '<object-type>--<UUID>'",
+}
+
+
+def test_normalise_bad_ids_quarantined_as_invalid_id():
+    for bad_id, fault in BAD_IDS.items():
+        obj = dict(indicator(1, "[ipv4-addr:value = '198.51.100.1']"), id=bad_id)
+        result = run(obj)
+        assert result.indicator is None, bad_id
+        assert result.quarantine is not None, bad_id
+        assert result.quarantine.reason_code == "invalid-id"
+        assert repr(bad_id) in result.quarantine.reason
+        assert fault in result.quarantine.reason
+        assert result.quarantine.object_id == bad_id
+
+
+def test_normalise_missing_id_quarantined():
+    obj = indicator(1, "[ipv4-addr:value = '198.51.100.1']")
+    del obj["id"]
+    result = run(obj)
+    assert result.quarantine is not None
+    assert result.quarantine.reason_code == "invalid-id"
+    assert "indicator id None is not a valid STIX identifier: it is missing" in result.quarantine.reason
+
+
+def test_normalise_bad_ids_of_other_objects_quarantined():
+    identity = {"type": "identity", "id": "identity--acme", "name": "ACME"}
+    marking = {"type": "marking-definition", "id": "marking-definition--00000000-0000-0000-0000-000000000000"}
+    custom = {"type": "x-acme-note", "id": "x-acme-note--1"}
+    feed = FeedContext()
+    for obj in (identity, marking, custom):
+        result = run(obj, feed)
+        assert result.quarantine is not None, obj
+        assert result.quarantine.reason_code == "invalid-id"
+    assert feed.identities == {}
+    assert feed.markings == {}
+
+
+def test_normalise_missing_type_stays_invalid():
+    result = run({"id": "indicator--00000000-0000-4000-8000-000000000001"})
+    assert result.quarantine is not None
+    assert result.quarantine.reason_code == "invalid"
+
+
+def test_normalise_uppercase_uuid_accepted():
+    obj = dict(indicator(1, "[ipv4-addr:value = '198.51.100.1']"), id="indicator--6BA7B810-9DAD-41D1-B0B4-00C04FD430C8")
+    result = run(obj)
+    assert result.indicator is not None, result.quarantine
+
+
+def test_normalise_bad_created_by_ref_dropped_once_logged(caplog):
+    feed = FeedContext()
+    first = indicator(1, "[ipv4-addr:value = '198.51.100.1']", created_by_ref="identity--not-a-uuid")
+    second = indicator(2, "[ipv4-addr:value = '198.51.100.2']", created_by_ref="identity--not-a-uuid")
+    with caplog.at_level("WARNING", logger="stixbridge.normalise"):
+        results = [run(first, feed), run(second, feed)]
+    for result in results:
+        assert result.indicator is not None
+        assert result.indicator.provenance.created_by == ""
+    assert len(caplog.records) == 1
+    assert "created_by_ref 'identity--not-a-uuid' is not a valid identity id" in caplog.text
+    assert "the reference is dropped and the indicator is kept" in caplog.text
+
+
+def test_normalise_created_by_ref_of_wrong_type_dropped():
+    obj = indicator(
+        1, "[ipv4-addr:value = '198.51.100.1']", created_by_ref="malware--6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+    )
+    result = run(obj)
+    assert result.indicator is not None
+    assert result.indicator.provenance.created_by == ""
+
+
+def test_normalise_valid_created_by_ref_kept():
+    creator = "identity--6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+    result = run(indicator(1, "[ipv4-addr:value = '198.51.100.1']", created_by_ref=creator))
+    assert result.indicator is not None
+    assert result.indicator.provenance.created_by == creator

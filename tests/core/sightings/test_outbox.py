@@ -287,3 +287,103 @@ def test_rejected_object_sent_once_per_call(tmp_path):
     (row,) = [row for row in outbox_of(engine).rows() if row["object_id"] == rejected]
     assert row["status"] == "failed"
     assert row["attempts"] == 1
+
+
+# Indicators stored before ids were checked: the normaliser's check is switched off while they are pulled.
+NCS_ID = "indicator--00000000-0000-0000-0000-00000000000e"
+NOT_UUID_ID = "indicator--not-a-uuid"
+
+
+def store_with_bad_ids(tmp_path, monkeypatch, publisher):
+    """Pull a feed with two invalid indicator ids and two good ones, bypassing the id check."""
+    from tests.core.helpers import indicator
+
+    objects = [
+        indicator(1, "[domain-name:value = 'c2.example.com']"),
+        indicator(2, "[ipv4-addr:value = '198.51.100.7']"),
+        dict(indicator(3, "[ipv4-addr:value = '77.88.99.11']"), id=NCS_ID),
+        dict(indicator(4, "[ipv4-addr:value = '66.66.66.66']"), id=NOT_UUID_ID),
+    ]
+    engine, _ = make_loop(tmp_path, publishers=[publisher], objects=objects)
+    with monkeypatch.context() as patch:
+        patch.setattr("stixbridge.normalise.id_problem", lambda value, object_type=None: None)
+        engine.pull(RunSummary())
+    assert engine.store.indicator_state(NCS_ID)["state"] == "live"
+    hits = [
+        hit("c2.example.com", 10),
+        dict(hit("198.51.100.7", 10), kind="false-positive"),
+        dict(hit("77.88.99.11", 10), kind="false-positive"),
+        hit("66.66.66.66", 10),
+    ]
+    write_sightings(tmp_path / "sightings" / "hits.jsonl", hits)
+    return engine
+
+
+def test_unbuildable_window_refused_others_published(tmp_path, monkeypatch, caplog):
+    target = FakePublisher()
+    engine = store_with_bad_ids(tmp_path, monkeypatch, target)
+
+    with caplog.at_level(logging.WARNING, logger="stixbridge.sightings.outbox"):
+        summary = engine.sync()
+
+    assert summary.exit_code() == EXIT_OK
+    assert [obj["sighting_of_ref"] for obj in target.of_type("sighting")] == [
+        "indicator--00000000-0000-4000-8000-000000000001"
+    ]
+    assert [obj["object_refs"] for obj in target.of_type("opinion")] == [
+        ["indicator--00000000-0000-4000-8000-000000000002"]
+    ]
+    assert len(target.of_type("identity")) == 1
+
+    refused = outbox_of(engine).rows("refused")
+    assert len(refused) == 2
+    for row in refused:
+        assert row["reason"].startswith("cannot be built as STIX 2.1, so it is never sent:")
+        assert "not a valid STIX identifier" in row["reason"]
+    assert {row["type"] for row in refused} == {"sighting", "opinion"}
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert any(NCS_ID in message and "cannot build the opinion" in message for message in warnings)
+    assert any(NOT_UUID_ID in message and "cannot build the sighting" in message for message in warnings)
+
+
+def test_unbuildable_window_not_rebuilt_or_sent_later(tmp_path, monkeypatch, caplog):
+    target = FakePublisher()
+    engine = store_with_bad_ids(tmp_path, monkeypatch, target)
+    engine.sync()
+    calls = len(target.calls)
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="stixbridge.sightings.outbox"):
+        assert outbox_of(engine).enqueue(TARGET, NOW) == 0
+        engine.publish(RunSummary())
+
+    assert len(target.calls) == calls
+    assert caplog.records == []
+
+
+def test_unbuildable_window_stays_refused_when_policy_changes(tmp_path, monkeypatch):
+    target = FakePublisher()
+    engine = store_with_bad_ids(tmp_path, monkeypatch, target)
+    engine.sync()
+
+    sharing = engine.config.sharing
+    engine.config.sharing = type(sharing)(targets=[type(sharing.target(TARGET))(name=TARGET, max_tlp="amber")])
+    outbox_of(engine).enqueue(TARGET, NOW)
+    fingerprint = engine.store.db.execute("SELECT value FROM meta WHERE key = ?", (f"sharing_target:{TARGET}",))
+    assert fingerprint.fetchone()[0] == "amber"
+    counts = outbox_of(engine).send(target, NOW)
+
+    assert counts.queued == 0
+    assert len(outbox_of(engine).rows("refused")) == 2
+
+
+def test_only_unbuildable_windows_queue_nothing(tmp_path, monkeypatch):
+    target = FakePublisher()
+    engine = store_with_bad_ids(tmp_path, monkeypatch, target)
+    write_sightings(tmp_path / "sightings" / "hits.jsonl", [hit("77.88.99.11", 10)])
+    engine.read_sightings(RunSummary())
+
+    assert outbox_of(engine).enqueue(TARGET, NOW) == 0
+    assert [row["status"] for row in outbox_of(engine).rows()] == ["refused"]

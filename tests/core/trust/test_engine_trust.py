@@ -249,11 +249,16 @@ def test_retired_atom_limit_small_source(tmp_path):
     assert "retire 11 atoms" in reason
 
 
+# Producer identities; ids must be valid, because an invalid created_by_ref is dropped.
+MEMBER_A = "identity--00000000-0000-4000-8000-00000000000a"
+MEMBER_B = "identity--00000000-0000-4000-8000-00000000000b"
+
+
 def test_source_weights_scale_row_weight(tmp_path):
     a = write_bundle(tmp_path / "a.json", [indicator(1, "[domain-name:value = 'shared-c2.ru']", confidence=80,
-                                                    created_by_ref="identity--a")])  # fmt: skip
+                                                    created_by_ref=MEMBER_A)])  # fmt: skip
     b = write_bundle(tmp_path / "b.json", [indicator(2, "[domain-name:value = 'shared-c2.ru']", confidence=80,
-                                                    created_by_ref="identity--b")])  # fmt: skip
+                                                    created_by_ref=MEMBER_B)])  # fmt: skip
     sink = MemorySink()
     trust = {"sources": [{"name": "a", "weight": 0.5}, {"name": "b", "weight": 0.25}]}
     engine = make_engine(tmp_path, {"a": a, "b": b}, trust, sink)
@@ -276,17 +281,17 @@ def test_changed_weights_rebuild_rows(tmp_path):
 
 def test_status_shows_revocation_conflict(tmp_path, capsys):
     a = write_bundle(tmp_path / "a.json", [indicator(1, "[domain-name:value = 'disputed.ru']",
-                                                    created_by_ref="identity--a")])  # fmt: skip
+                                                    created_by_ref=MEMBER_A)])  # fmt: skip
     b = write_bundle(tmp_path / "b.json", [indicator(2, "[domain-name:value = 'disputed.ru']",
-                                                    created_by_ref="identity--b", revoked=True)])  # fmt: skip
+                                                    created_by_ref=MEMBER_B, revoked=True)])  # fmt: skip
     engine = make_engine(tmp_path, {"a": a, "b": b})
     engine.sync()
     conflicts = engine.trust.status()["conflicts"]
     assert conflicts["count"] == 1
     example = conflicts["examples"][0]
     assert example["atom"] == "domain disputed.ru"
-    assert example["revoked_by"] == "identity--b"
-    assert example["still_asserted_by"] == "identity--a"
+    assert example["revoked_by"] == MEMBER_B
+    assert example["still_asserted_by"] == MEMBER_A
 
 
 def write_cli_config(tmp_path, feed, extra=""):
