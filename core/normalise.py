@@ -14,7 +14,7 @@ from typing import Any
 
 from .atoms import AtomError, atom_from_comparison, canonical_hash_algorithm
 from .errors import InvalidInputError
-from .identifiers import id_problem
+from .identifiers import id_problem, is_valid_id_of
 from .model import AtomLink, IndicatorRecord, Provenance, QuarantineItem, RawItem
 from .patterns import Comparison, PatternError, flatten, parse_pattern
 from .timeutil import parse_timestamp
@@ -73,6 +73,8 @@ class FeedContext:
     """Provenance with each creator, built once per feed instead of once per indicator."""
     tlps: dict[tuple[str, ...], Tlp | None] = field(default_factory=dict)
     """TLP of each marking list seen; cleared when a marking definition is learnt."""
+    valid_creators: set[str] = field(default_factory=set)
+    """``created_by_ref`` values already checked and found valid; a feed has few producers."""
     dropped_creators: set[str] = field(default_factory=set)
     """Invalid ``created_by_ref`` values already logged, so a feed full of them logs each once."""
 
@@ -122,8 +124,10 @@ def normalise_item(
     object_type = obj.get("type")
     if not isinstance(object_type, str) or not object_type:
         return _reject(item, f"object has no valid type (type {object_type!r}, id {obj.get('id')!r})", "invalid")
-    problem = id_problem(obj.get("id"), object_type)
-    if problem is not None:
+    object_id = obj.get("id")
+    if not is_valid_id_of(object_id, object_type):
+        # Only a failure pays for the explanation.
+        problem = id_problem(object_id, object_type) or "it is not a valid identifier"
         # An id that is not <type>--<RFC 4122 UUID> cannot be referenced from the STIX 2.1 objects we
         # publish (stix2 raises on it), so the object never enters the store.
         return _reject(
@@ -210,7 +214,10 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
     if not (isinstance(confidence, int) and not isinstance(confidence, bool) and 0 <= confidence <= 100):
         confidence = None
 
-    created_by = _creator(obj, feed)
+    created_by = obj.get("created_by_ref")
+    if created_by is not None and created_by not in feed.valid_creators:
+        created_by = _creator(obj, feed)
+    created_by = created_by or ""
     if created_by and not provenance.created_by:
         key = (provenance, created_by)
         cached = feed.provenances.get(key)
@@ -259,8 +266,12 @@ def _creator(obj: Mapping[str, Any], feed: FeedContext) -> str:
     value = obj.get("created_by_ref")
     if value is None:
         return ""
+    if value in feed.valid_creators:
+        return str(value)
     problem = id_problem(value, "identity")
     if problem is None:
+        if len(feed.valid_creators) < 1024:
+            feed.valid_creators.add(value)
         return str(value)
 
     key = repr(value)
