@@ -205,10 +205,10 @@ def normalise_indicator(obj: Mapping[str, Any], provenance: Provenance, feed: Fe
     if not isinstance(pattern, str) or not pattern.strip():
         raise InvalidInputError(f"indicator {object_id} has no pattern", reason_code="pattern")
     pattern_type = obj.get("pattern_type", "stix") if spec_version != "2.0" else "stix"
-    labels = tuple(x for x in obj.get("labels", ()) if isinstance(x, str))
-    types = obj.get("indicator_types")
-    if isinstance(types, list):
-        labels = tuple(dict.fromkeys([*(t for t in types if isinstance(t, str)), *labels]))
+    labels = _strings(obj.get("labels"))
+    types = _strings(obj.get("indicator_types"))
+    if types:
+        labels = tuple(dict.fromkeys(types + labels)) if labels or len(types) > 1 else types
 
     confidence = obj.get("confidence")
     if not (isinstance(confidence, int) and not isinstance(confidence, bool) and 0 <= confidence <= 100):
@@ -293,6 +293,13 @@ def _tlp(refs: list[Any], feed: FeedContext, object_id: str) -> Tlp | None:
     if len(feed.tlps) < 1024:
         feed.tlps[key] = level
     return level
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    """Return the strings of a JSON list, in order; anything else gives an empty tuple."""
+    if not value or type(value) is not list:
+        return ()
+    return tuple(x for x in value if isinstance(x, str))
 
 
 def _text(obj: Mapping[str, Any], name: str) -> str:
