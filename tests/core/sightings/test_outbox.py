@@ -306,7 +306,7 @@ def store_with_bad_ids(tmp_path, monkeypatch, publisher):
     ]
     engine, _ = make_loop(tmp_path, publishers=[publisher], objects=objects)
     with monkeypatch.context() as patch:
-        patch.setattr("stixbridge.normalise.id_problem", lambda value, object_type=None: None)
+        patch.setattr("stixbridge.normalise.is_valid_id_of", lambda value, object_type: True)
         engine.pull(RunSummary())
     assert engine.store.indicator_state(NCS_ID)["state"] == "live"
     hits = [
