@@ -26,9 +26,9 @@ _PREFIXES: dict[str, str] = {}
 def is_valid_id_of(value: object, object_type: str) -> bool:
     """Tell quickly whether ``value`` is a valid identifier of an object of type ``object_type``.
 
-    Normalisation calls this for every object, so it avoids the work of :func:`id_problem`: a prefix
-    comparison and one match of the UUID part, at an offset (a single pattern for the whole identifier
-    backtracks over the type name, which made it several times slower).
+    Normalisation calls this for every object, so it does less than :func:`id_problem`: one prefix
+    comparison and one match of the UUID part at an offset. A single pattern for the whole identifier
+    backtracks over the type name, which made it several times slower.
     """
     if not isinstance(value, str):
         return False

@@ -62,7 +62,7 @@ class IndicatorFinder:
         self._networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] | None = None
 
     def live(self, atom: Atom) -> list[LiveIndicator]:
-        """Return the live indicators with this atom as an exact atom, or with a network that holds it.
+        """Return the live indicators with this atom as an exact atom, or with a network that contains it.
 
         A value of a type that Splunk lookups hold in lower case (:data:`LOWERCASE_TYPES`, an e-mail
         address for one) also finds atoms that differ only in case, because a Splunk match reports the

@@ -78,7 +78,7 @@ class FileSource(Source):
         """Name a file as a collection: its path below the configured folder, or its name.
 
         The name travels to sinks that other organisations read (MISP feed events, ECS documents), so it
-        never holds the folders above ``path`` of the settings.
+        never contains the folders above ``path`` of the settings.
         """
         root = self._root()
         if root.is_dir():

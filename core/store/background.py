@@ -76,7 +76,7 @@ class BackgroundWriter:
         except BaseException as exc:
             logger.error("Writing to %s in the background failed after %d rows: %s", self.path, self.rows_written, exc)
             self._error = exc
-            # Keep taking rows so the caller never blocks on a full queue; they are dropped.
+            # Keep taking rows and drop them, so the caller never blocks on a full queue.
             while self._queue.get() is not None:
                 pass
         finally:
