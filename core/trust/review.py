@@ -293,8 +293,8 @@ def _encode_page(page: Page) -> str | bytes:
 def _encode_with_bodies(items: list[RawItem], bodies: tuple[bytes, ...]) -> bytes:
     """Join the bodies as they are, with what the items add to their objects (provenance, size, errors).
 
-    Each body is a JSON text already, so the joined text is JSON without encoding any object again;
-    this halves the time a page takes to land. The additions are flat lists of numbers, which encode
+    Each body is a JSON text already, so the joined text is JSON without encoding any object again.
+    That halves the time a page takes to land. The additions are flat lists of numbers, which encode
     several times faster than a small list per item.
     """
     table: list[Provenance] = []
