@@ -222,6 +222,7 @@ def _print_report(report: dict[str, Any]) -> None:
     for name, counts in report["pulled"].items():
         print(f"  pulled {name}: {counts['objects']} objects, {counts['indicators']} indicators "
               f"({counts['new']} new, {counts['revoked']} revoked), {counts['quarantined']} quarantined")  # fmt: skip
+    print(f"  expired: {report['expired']} indicators left the live set (valid_until passed, or revoked)")
     atoms = report["live_atoms_by_type"]
     print(f"  live atoms: {sum(atoms.values())} (" + ", ".join(f"{k} {v}" for k, v in sorted(atoms.items())) + ")")
     print(f"  composite indicators: {report['composites']['with_reason']}")
