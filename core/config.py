@@ -251,4 +251,5 @@ def _build_entry(
     if "enabled" in entry and "enabled" in {f.name for f in dataclasses.fields(cls.settings_class)}:
         options["enabled"] = enabled
     settings = build_settings(cls.settings_class, options, f"{where} ({name})", lines)
+    context = dataclasses.replace(context, where=f"{where} ({name})")
     return ConnectorEntry(role=role, name=name, kind=kind, enabled=enabled, connector=cls(name, settings, context))

@@ -25,6 +25,9 @@ class ConnectorContext:
     identity_id: str = ""
     """Our own STIX Identity id, for objects we publish."""
     identity_name: str = ""
+    where: str = ""
+    """Where the connector's settings are in the configuration, such as ``sources[0] (partner)``, for
+    errors the constructor raises; empty when the connector was built outside a configuration."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

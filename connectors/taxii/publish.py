@@ -119,7 +119,7 @@ class TaxiiPublisher(Connector):
 
     def __init__(self, name: str, settings: TaxiiPublishSettings, context: ConnectorContext) -> None:
         super().__init__(name, settings, context)
-        settings.check_files(context.base_dir, f"publish ({name})")
+        settings.check_files(context.base_dir, context.where or f"publish ({name})")
         self.owner = f"TAXII publisher {name!r}"
         self._http: TaxiiHttp | None = None
         self._root: ApiRootInfo | None = None

@@ -53,7 +53,7 @@ class TaxiiSource(Source):
 
     def __init__(self, name: str, settings: TaxiiSettings, context: ConnectorContext) -> None:
         super().__init__(name, settings, context)
-        settings.check_files(context.base_dir, f"sources ({name})")
+        settings.check_files(context.base_dir, context.where or f"sources ({name})")
         self.owner = f"TAXII source {name!r}"
         self._http: TaxiiHttp | None = None
         self._root: ApiRootInfo | None = None

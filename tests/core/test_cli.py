@@ -214,3 +214,13 @@ def test_cli_invalid_identity_id_exit_two(tmp_path, capsys, identity_id, fault):
 def test_cli_valid_identity_id_accepted(tmp_path, capsys):
     config = _config(tmp_path, '[identity]\nid = "identity--6ba7b810-9dad-11d1-80b4-00c04fd430c8"\n')
     assert main(["--config", config, "config", "check"]) == 0
+
+
+def test_missing_certificate_named_by_full_key(tmp_path, capsys):
+    config = _config(tmp_path, (
+        '[[sources]]\nname = "partner"\nkind = "taxii"\nurl = "https://127.0.0.1:9/taxii2/"\n'
+        'client_cert = "missing.pem"\n'
+    ))  # fmt: skip
+
+    assert main(["--config", config, "config", "check"]) == 2
+    assert "sources[0] (partner).client_cert names 'missing.pem'" in capsys.readouterr().err
