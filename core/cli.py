@@ -48,12 +48,16 @@ def _setup_logging(level: str, quiet: bool) -> None:
     )
 
 
+EXIT_INTERRUPTED = 130
+"""The shell's code for a command ended by SIGINT."""
+
 EXIT_CODES_HELP = """exit codes:
   0  done
   1  done, but some objects were quarantined
   2  configuration or usage error (invalid file, unknown id, missing package)
   3  a source, sink, sightings reader or publish target failed; the others still ran
-  4  a pull was held for review ('stixbridge review list')"""
+  4  a pull was held for review ('stixbridge review list')
+  130  interrupted (Ctrl-C); the next run continues from the last stored page"""
 
 
 def _common_options(parser: argparse.ArgumentParser, default: Any) -> None:
@@ -182,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StixbridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        # Each page and its cursor are stored in one transaction, so the next run continues cleanly.
+        print("interrupted; nothing stored is lost, and the next run continues from the last stored page",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:

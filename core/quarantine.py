@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .errors import NotFoundError
+
 if TYPE_CHECKING:
     from .engine import Engine
 
@@ -18,7 +20,7 @@ def release(engine: Engine, qid: int) -> str:
     store = engine.store
     row = store.db.execute("SELECT object_id, reason_code, status FROM quarantine WHERE qid = ?", (qid,)).fetchone()
     if row is None:
-        return f"no quarantined object with id {qid}; see 'stixbridge quarantine list'"
+        raise NotFoundError(f"no quarantined object with id {qid}; see 'stixbridge quarantine list'")
     object_id, code, status = row
     if status == "released":
         return f"quarantine row {qid} ({object_id or 'no id'}) was already released"

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..refetch import FETCHED
 from ..store.sqlite import SqliteStore
-from ..timeutil import from_epoch
+from ..timeutil import format_timestamp, from_epoch
 from .mapping import IndicatorFinder, LiveIndicator, canonical_atom
 from .retention import retention_start
 from .settings import SharingSettings
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 MAX_CONTEXT_PAIRS = 50
 _BATCH = 500
 PUBLISHED_KINDS = ("seen", "false-positive")
+MAX_CLOCK_SKEW_SECONDS = 3600
+"""How far after now a hit may be dated (clocks of other systems drift); later ones are not counted."""
 
 Refetch = Callable[[str], dict[str, Any]]
 
@@ -82,7 +84,8 @@ def aggregate_pending(
                 _aggregate_row(store, finder, settings, identity_id, now, row, refetch, fetched, counts)
             store.db.execute("COMMIT")
         except BaseException:
-            store.db.execute("ROLLBACK")
+            if store.db.in_transaction:
+                store.db.execute("ROLLBACK")
             raise
     if counts.matched or counts.unmatched:
         logger.info(
@@ -111,6 +114,17 @@ def _aggregate_row(
         store.db.execute("UPDATE sightings SET status = 'unmatched', reason = ? WHERE sid = ?", (too_old, sid))
         counts.unmatched += 1
         counts.reasons["older than retention"] = counts.reasons.get("older than retention", 0) + 1
+        return
+    if seen_at > now.timestamp() + MAX_CLOCK_SKEW_SECONDS:
+        # A hit from the future is a clock or parsing fault; published, it would tell the alliance about a
+        # sighting that has not happened and keep its indicator alive for the extension after that date.
+        future = (
+            f"seen at {format_timestamp(from_epoch(seen_at))}, more than {MAX_CLOCK_SKEW_SECONDS // 60} minutes "
+            "after now; check the reader's clock and time field"
+        )
+        store.db.execute("UPDATE sightings SET status = 'unmatched', reason = ? WHERE sid = ?", (future, sid))
+        counts.unmatched += 1
+        counts.reasons["seen in the future"] = counts.reasons.get("seen in the future", 0) + 1
         return
     if kind not in PUBLISHED_KINDS:
         # MISP's "expiration" sightings, for one, say nothing about our telemetry.

@@ -6,6 +6,7 @@ import logging
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from ..errors import NotFoundError
 from ..refetch import refetch
 from .aggregate import aggregate_pending
 from .base import SightingsReader
@@ -68,11 +69,19 @@ def publish(
     engine: Engine, summary: RunSummary, errors: tuple[type[BaseException], ...], only: str | None = None
 ) -> None:
     """Delete sightings older than the retention, then build and send the outbox of every enabled target."""
+    if only and only not in {entry.name for entry in engine.config.publish}:
+        names = ", ".join(sorted(entry.name for entry in engine.config.publish)) or "none"
+        raise NotFoundError(f"no publish target named {only!r}; configured [[publish]] entries: {names}")
     outbox = outbox_of(engine)
     report: dict[str, Any] = {}
     summary.extra["pruned"] = asdict(prune(engine.store, engine.config.sharing, engine.clock()))
     for entry in engine.config.publish:
-        if not entry.enabled or (only and entry.name != only):
+        if only and entry.name != only:
+            continue
+        if not entry.enabled:
+            if only:
+                logger.warning("Publish target %s is disabled (enabled = false in its [[publish]] entry).", only)
+                report[entry.name] = {"off": "enabled = false in its [[publish]] entry"}
             continue
         publisher: Publisher = entry.connector  # type: ignore[assignment]
         if getattr(entry.connector.settings, "enabled", True) is False:

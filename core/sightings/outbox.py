@@ -221,7 +221,8 @@ class Outbox:
                 self._put_unbuilt(target, window, level, error, now)
             self.store.db.execute("COMMIT")
         except BaseException:
-            self.store.db.execute("ROLLBACK")
+            if self.store.db.in_transaction:
+                self.store.db.execute("ROLLBACK")
             raise
         return queued
 
@@ -309,7 +310,8 @@ class Outbox:
             )
             self.store.db.execute("COMMIT")
         except BaseException:
-            self.store.db.execute("ROLLBACK")
+            if self.store.db.in_transaction:
+                self.store.db.execute("ROLLBACK")
             raise
 
     # -- sending ---------------------------------------------------------------------------------------
@@ -386,7 +388,8 @@ class Outbox:
                                                         "target does not store this version", now)  # fmt: skip
             self.store.db.execute("COMMIT")
         except BaseException:
-            self.store.db.execute("ROLLBACK")
+            if self.store.db.in_transaction:
+                self.store.db.execute("ROLLBACK")
             raise
         counts.confirmed += len(confirmed)
         counts.resent += len(resent)
@@ -464,7 +467,8 @@ class Outbox:
                     counts.failed += 1
             self.store.db.execute("COMMIT")
         except BaseException:
-            self.store.db.execute("ROLLBACK")
+            if self.store.db.in_transaction:
+                self.store.db.execute("ROLLBACK")
             raise
 
     def _set(self, target: str, object_id: str, status: str, reason: str | None, now: datetime) -> None:
@@ -489,7 +493,8 @@ class Outbox:
             )
             self.store.db.execute("COMMIT")
         except BaseException:
-            self.store.db.execute("ROLLBACK")
+            if self.store.db.in_transaction:
+                self.store.db.execute("ROLLBACK")
             raise
 
     # -- reading for people ----------------------------------------------------------------------------

@@ -84,7 +84,8 @@ def prune(store: SqliteStore, settings: SharingSettings, now: datetime) -> Prune
         counts.records = _delete_records(store, start, blocked)
         store.db.execute("COMMIT")
     except BaseException:
-        store.db.execute("ROLLBACK")
+        if store.db.in_transaction:
+            store.db.execute("ROLLBACK")
         raise
 
     if not (counts.windows or counts.records or counts.outbox_rows or counts.kept_unsettled):

@@ -44,7 +44,8 @@ class Placement:
             )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
 
     def event_of(self, attribute_uuid: str) -> int | None:
@@ -59,5 +60,6 @@ class Placement:
             self._db.executemany("DELETE FROM place WHERE uuid = ?", ((uuid.UUID(u).bytes,) for u in attribute_uuids))
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise

@@ -215,7 +215,8 @@ class SqliteStore(Store):
             )
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
         return stats
 
@@ -481,7 +482,8 @@ class SqliteStore(Store):
                 stats.expired += len(due)
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
         if stats.expired or stats.activated:
             logger.info("Expired %d indicators and activated %d.", stats.expired, stats.activated)
@@ -609,7 +611,8 @@ class SqliteStore(Store):
                 )
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
         return changed
 
@@ -673,7 +676,8 @@ class SqliteStore(Store):
             )
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
 
     def add_indicator_atoms(self, indicator_id: str, atoms: Iterable[AtomLink]) -> int:
@@ -701,7 +705,8 @@ class SqliteStore(Store):
             )
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
         return added
 
@@ -731,7 +736,8 @@ class SqliteStore(Store):
             self.db.executemany("DELETE FROM delivered WHERE sink = ? AND key = ?", [(sink, k) for k in deleted])
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
 
     def sink_state(self, sink: str) -> tuple[int, str] | None:
@@ -777,7 +783,8 @@ class SqliteStore(Store):
             self._set_cursor(cursor_name, cursor, records[-1].seen_at.timestamp() if records else 0.0)
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
         return new
 

@@ -140,7 +140,8 @@ def _recheck_chunk(
             _admit(store, indicator_id, live_state, atoms, None if record is None else record.labels)
         store.db.execute("COMMIT")
     except BaseException:
-        store.db.execute("ROLLBACK")
+        if store.db.in_transaction:
+            store.db.execute("ROLLBACK")
         raise
 
     if quarantined:

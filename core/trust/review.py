@@ -212,7 +212,8 @@ def close_review(store: SqliteStore, review_id: int, status: str, now: datetime)
         )
         store.db.execute("COMMIT")
     except BaseException:
-        store.db.execute("ROLLBACK")
+        if store.db.in_transaction:
+            store.db.execute("ROLLBACK")
         raise
 
 
@@ -224,7 +225,8 @@ def drop_staging(store: SqliteStore, review_id: int) -> None:
         store.db.execute("DELETE FROM reviews WHERE review_id = ?", (review_id,))
         store.db.execute("COMMIT")
     except BaseException:
-        store.db.execute("ROLLBACK")
+        if store.db.in_transaction:
+            store.db.execute("ROLLBACK")
         raise
 
 

@@ -61,7 +61,8 @@ def record_revocations(store: SqliteStore, records: list[IndicatorRecord], now: 
         )
         store.db.execute("COMMIT")
     except BaseException:
-        store.db.execute("ROLLBACK")
+        if store.db.in_transaction:
+            store.db.execute("ROLLBACK")
         raise
 
 

@@ -224,3 +224,28 @@ def test_missing_certificate_named_by_full_key(tmp_path, capsys):
 
     assert main(["--config", config, "config", "check"]) == 2
     assert "sources[0] (partner).client_cert names 'missing.pem'" in capsys.readouterr().err
+
+
+def test_release_of_unknown_row_is_usage_error(tmp_path, capsys):
+    config = _config(tmp_path, '[engine]\nstate = "s.db"\n')
+
+    assert main(["--config", config, "quarantine", "release", "999"]) == 2
+    assert "no quarantined object with id 999" in capsys.readouterr().err
+
+
+def test_publish_to_unknown_target_is_usage_error(tmp_path, capsys):
+    config = _config(tmp_path, '[engine]\nstate = "s.db"\n')
+
+    assert main(["--config", config, "sightings", "publish", "--target", "nope"]) == 2
+    assert "no publish target named 'nope'" in capsys.readouterr().err
+
+
+def test_interrupt_exits_130(tmp_path, capsys, monkeypatch):
+    config = _config(tmp_path, '[engine]\nstate = "s.db"\n')
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("stixbridge.engine.Engine.sync", interrupted)
+    assert main(["--config", config, "sync"]) == 130
+    assert "interrupted" in capsys.readouterr().err

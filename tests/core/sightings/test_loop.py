@@ -138,6 +138,19 @@ def test_email_in_lookup_case_is_sighted(tmp_path):
     assert sighting["count"] == 2
 
 
+def test_hit_from_the_future_not_counted(tmp_path):
+    engine, (target,) = make_loop(tmp_path)
+    write_sightings(tmp_path / "sightings" / "hits.jsonl", [hit("c2.example.com", -2 * 60), hit("c2.example.com", 10)])
+
+    summary = engine.sync()
+
+    (sighting,) = target.of_type("sighting")
+    assert sighting["count"] == 1
+    assert summary.extra["sightings"]["reasons"] == {"seen in the future": 1}
+    reason = engine.store.db.execute("SELECT reason FROM sightings WHERE status = 'unmatched'").fetchone()[0]
+    assert "more than 60 minutes after now" in reason
+
+
 def test_context_stays_private_by_default(tmp_path):
     engine, (target,) = make_loop(tmp_path)
     write_sightings(tmp_path / "sightings" / "hits.jsonl",

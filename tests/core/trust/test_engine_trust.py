@@ -8,7 +8,7 @@ from stixbridge.cli import main
 from stixbridge.config import ConnectorEntry, build_config
 from stixbridge.connector import ConnectorContext
 from stixbridge.engine import EXIT_HELD, EXIT_OK, EXIT_QUARANTINED, Engine, RunSummary
-from stixbridge.errors import StixbridgeError
+from stixbridge.errors import NotFoundError, StixbridgeError
 from stixbridge.model import Changes, PushResult
 from stixbridge.quarantine import release
 from stixbridge.settings import Settings
@@ -145,7 +145,8 @@ def test_release_of_invalid_object_keeps_it_out(tmp_path):
     engine.sync()
     qid = engine.store.quarantine_rows()[0]["qid"]
     assert "stays out of the store" in release(engine, qid)
-    assert "no quarantined object with id 999" in release(engine, 999)
+    with pytest.raises(NotFoundError, match="no quarantined object with id 999"):
+        release(engine, 999)
 
 
 def test_source_allow_lets_listed_values_through(tmp_path):
