@@ -90,6 +90,7 @@ def publish(
             report[entry.name] = {"off": "set enabled = true in its [[publish]] entry to publish"}
             continue
         try:
+            outbox.follow_destination(entry.name, _destination(entry.connector.settings), engine.clock())
             queued = outbox.enqueue(entry.name, engine.clock())
             counts = outbox.send(publisher, engine.clock())
         except errors as exc:
@@ -105,3 +106,9 @@ def publish(
                 "reads them back and sends those it does not store"
             )
     summary.extra["published"] = report
+
+
+def _destination(settings: Any) -> str:
+    """Return where a publisher posts (server, API root, collection), to notice when that changes."""
+    parts = [str(getattr(settings, name, "") or "") for name in ("url", "api_root", "collection")]
+    return " ".join(parts)

@@ -284,6 +284,39 @@ class Outbox:
              now.timestamp()),
         )  # fmt: skip
 
+    def follow_destination(self, target: str, destination: str, now: datetime) -> int:
+        """Queue every published object of a target again when the target now posts somewhere else.
+
+        A new server or collection has none of what the old one received, including our Identity and the
+        TLP markings that each Sighting references. Returns how many rows were queued again.
+        """
+        key = f"sharing_destination:{target}"
+        row = self.store.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is not None and row[0] == destination:
+            return 0
+        self.store.db.execute("BEGIN IMMEDIATE")
+        try:
+            moved = 0
+            if row is not None:
+                moved = self.store.db.execute(
+                    "UPDATE outbox SET status = 'pending', attempts = 0, reason = ?, updated = ? "
+                    "WHERE target = ? AND status = 'published'",
+                    ("queued again: the target's server or collection changed", now.timestamp(), target),
+                ).rowcount
+            self.store.db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, destination),
+            )
+            self.store.db.execute("COMMIT")
+        except BaseException:
+            if self.store.db.in_transaction:
+                self.store.db.execute("ROLLBACK")
+            raise
+        if moved:
+            logger.info("Publish target %s now posts to another server or collection: %d published objects are "
+                        "queued again.", target, moved)  # fmt: skip
+        return moved
+
     def _recheck_policy(self, target: PublishTarget, now: datetime) -> None:
         """Queue refused rows again when the target's highest TLP changed since they were refused."""
         key = f"sharing_target:{target.name}"

@@ -151,6 +151,32 @@ def test_hit_from_the_future_not_counted(tmp_path):
     assert "more than 60 minutes after now" in reason
 
 
+def test_new_destination_gets_everything_again(tmp_path):
+    from types import SimpleNamespace
+
+    engine, (target,) = make_loop(tmp_path)
+    target.settings = SimpleNamespace(url="https://127.0.0.1:9/taxii2/", api_root=None, collection="old")
+    write_sightings(tmp_path / "sightings" / "hits.jsonl", [hit("c2.example.com", 10)])
+    engine.sync()
+    first = {obj["id"] for call in target.calls for obj in call}
+    assert target.of_type("identity")
+
+    # The partner moved its sightings collection: the new one holds nothing yet.
+    target.settings = SimpleNamespace(url="https://127.0.0.1:9/taxii2/", api_root=None, collection="new")
+    target.held.clear()
+    target.calls.clear()
+    engine.sync()
+
+    assert {obj["id"] for call in target.calls for obj in call} == first
+    assert target.of_type("identity")
+    assert target.of_type("marking-definition")
+    assert target.of_type("sighting")
+
+    target.calls.clear()
+    engine.sync()
+    assert target.calls == []
+
+
 def test_context_stays_private_by_default(tmp_path):
     engine, (target,) = make_loop(tmp_path)
     write_sightings(tmp_path / "sightings" / "hits.jsonl",
