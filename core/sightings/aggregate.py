@@ -116,8 +116,8 @@ def _aggregate_row(
         counts.reasons["older than retention"] = counts.reasons.get("older than retention", 0) + 1
         return
     if seen_at > now.timestamp() + MAX_CLOCK_SKEW_SECONDS:
-        # A hit from the future is a clock or parsing fault; published, it would tell the alliance about a
-        # sighting that has not happened and keep its indicator alive for the extension after that date.
+        # A hit from the future is a clock or parsing fault. Published, it would report a sighting that has
+        # not happened, and it would keep its indicator alive until the extension after that date.
         future = (
             f"seen at {format_timestamp(from_epoch(seen_at))}, more than {MAX_CLOCK_SKEW_SECONDS // 60} minutes "
             "after now; check the reader's clock and time field"
