@@ -277,6 +277,7 @@ def _status(engine: Engine) -> dict[str, Any]:
     from .sightings.loop import outbox_of
 
     status = engine.store.status(utcnow())
+    status["sources"] = engine.store.source_runs([entry.name for entry in engine.config.sources])
     status["sightings"] = outbox_of(engine).summary()
     status["trust"] = engine.trust.status()
     return status
@@ -435,15 +436,24 @@ def _print_tree(data: Any, depth: int) -> None:
                 print(f"{pad}{key}:")
                 _print_tree(value, depth + 1)
             else:
-                print(f"{pad}{key}: {value if value not in ({}, []) else '-'}")
+                print(f"{pad}{key}: {_plain(value)}")
     elif isinstance(data, list):
         for item in data:
             if isinstance(item, dict):
-                print(f"{pad}- " + ", ".join(f"{k}={v}" for k, v in item.items()))
+                print(f"{pad}- " + ", ".join(f"{k}={_plain(v)}" for k, v in item.items()))
             else:
                 print(f"{pad}- {item}")
     else:
         print(f"{pad}{data}")
+
+
+def _plain(value: Any) -> str:
+    """Write a leaf value for people: "-" for nothing, JSON for a table or list, else the value."""
+    if value is None or value in ({}, []):
+        return "-"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
 
 
 def _print_summary(summary: RunSummary, as_json: bool) -> None:

@@ -120,7 +120,9 @@ class Engine:
             except CONNECTOR_ERRORS as exc:
                 logger.error("Source %s failed: %s", entry.name, exc)
                 summary.failures.append(f"source {entry.name}: {exc}")
+                self.store.record_source_run(entry.name, self.clock(), None, str(exc))
                 continue
+            self.store.record_source_run(entry.name, self.clock(), counts["objects"], None)
             summary.pulled[entry.name] = counts
             summary.quarantined += counts["quarantined"]
             if counts["held_for_review"]:

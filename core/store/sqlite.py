@@ -107,6 +107,32 @@ class SqliteStore(Store):
 
     # -- cursors ---------------------------------------------------------------------------------------
 
+    def record_source_run(self, source: str, now: datetime, objects: int | None, error: str | None) -> None:
+        """Keep the time and outcome of a source's last pull, for ``stixbridge status``."""
+        run = {"at": format_timestamp(now), "objects": objects, "error": error}
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (f"source_run:{source}", json.dumps(run)),
+        )
+
+    def source_runs(self, sources: list[str]) -> dict[str, dict[str, Any]]:
+        """Return, per source, its checkpoint with the time it moved, and its last pull's time and outcome."""
+        result: dict[str, dict[str, Any]] = {}
+        for source in sources:
+            cursor = self.db.execute(
+                "SELECT cursor, updated_at FROM cursors WHERE name = ?", (f"source:{source}",)
+            ).fetchone()
+            run = self.db.execute("SELECT value FROM meta WHERE key = ?", (f"source_run:{source}",)).fetchone()
+            last = json.loads(run[0]) if run else {}
+            result[source] = {
+                "checkpoint": None if cursor is None else cursor[0],
+                "checkpoint_moved": None if cursor is None else format_timestamp(from_epoch(cursor[1])),
+                "last_pull": last.get("at"),
+                "last_pull_objects": last.get("objects"),
+                "last_error": last.get("error"),
+            }
+        return result
+
     def get_cursor(self, name: str) -> str | None:
         row = self.db.execute("SELECT cursor FROM cursors WHERE name = ?", (name,)).fetchone()
         return None if row is None else row[0]

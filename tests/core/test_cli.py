@@ -249,3 +249,27 @@ def test_interrupt_exits_130(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("stixbridge.engine.Engine.sync", interrupted)
     assert main(["--config", config, "sync"]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_status_shows_each_source_run(tmp_path, capsys):
+    feed = write_bundle(tmp_path / "feed.json", [indicator(1, "[ipv4-addr:value = '198.51.100.1']")])
+    config = _config(tmp_path, (
+        f'[engine]\nstate = "s.db"\n[[sources]]\nname = "a"\nkind = "file"\npath = "{feed}"\n'
+        '[[sources]]\nname = "gone"\nkind = "file"\npath = "nowhere.json"\n'
+        '[[trust.sources]]\nname = "a"\nallow = ["documentation"]\n'
+    ))  # fmt: skip
+    main(["--config", config, "-q", "pull"])
+    capsys.readouterr()
+
+    assert main(["--config", config, "--json", "status"]) == 0
+    sources = json.loads(capsys.readouterr().out)["sources"]
+    assert sources["a"]["last_pull_objects"] == 1
+    assert sources["a"]["last_error"] is None
+    assert sources["a"]["checkpoint"] is not None
+    assert "does not exist" in sources["gone"]["last_error"]
+    assert sources["gone"]["checkpoint"] is None
+
+    assert main(["--config", config, "status"]) == 0
+    text = capsys.readouterr().out
+    assert "last_error: -" in text
+    assert "None" not in text
