@@ -26,8 +26,8 @@ class ConnectorContext:
     """Our own STIX Identity id, for objects we publish."""
     identity_name: str = ""
     where: str = ""
-    """Where the connector's settings are in the configuration, such as ``sources[0] (partner)``, for
-    errors the constructor raises; empty when the connector was built outside a configuration."""
+    """Location of the connector's settings in the configuration, such as ``sources[0] (partner)``, for
+    errors the constructor raises. Empty when the connector was built outside a configuration."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -54,8 +54,8 @@ class Page:
     """True on the last page of a completed pass."""
     bodies: tuple[bytes, ...] = ()
     """The UTF-8 JSON texts the items were decoded from, when the source kept them. Each is a JSON object
-    whose ``objects`` array holds one element per item, in order, and together they hold exactly the
-    items. The engine stores these texts when it lands a page instead of encoding the objects again."""
+    whose ``objects`` array contains one element per item, in order, and together they contain exactly
+    the items. The engine stores these texts when it lands a page instead of encoding the objects again."""
 
 
 @dataclass(frozen=True, slots=True)

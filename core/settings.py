@@ -161,7 +161,7 @@ def _scalar(value: Any, hint: Any, key: str, line: int | None) -> Any:
     raise ConfigError(f"{key} must be {_TOML_KINDS[hint]}, got {value!r}", key=key, line=line)
 
 
-# How each scalar type is written in TOML, for error messages read by people editing the file.
+# The TOML spelling of each scalar type, for error messages read by people editing the file.
 _TOML_KINDS = {
     bool: "true or false (without quotes)",
     int: "a whole number (for example 500, without quotes)",

@@ -64,9 +64,9 @@ class IndicatorFinder:
     def live(self, atom: Atom) -> list[LiveIndicator]:
         """Return the live indicators with this atom as an exact atom, or with a network that contains it.
 
-        A value of a type that Splunk lookups hold in lower case (:data:`LOWERCASE_TYPES`, an e-mail
+        A value of a type that Splunk lookups store in lower case (:data:`LOWERCASE_TYPES`, an e-mail
         address for one) also finds atoms that differ only in case, because a Splunk match reports the
-        value as the lookup holds it. SQLite folds ASCII letters only.
+        value as the lookup stores it. SQLite folds ASCII letters only.
         """
         ids = self._exact_ids(atom, "")
         if not ids and atom.type in LOWERCASE_TYPES:

@@ -137,7 +137,7 @@ def refusal(level: Tlp, target: PublishTarget) -> str | None:
 def _nothing_stored(exc: BaseException) -> bool:
     """Tell whether a publish call that raised ``exc`` cannot have stored any of its objects."""
     # NOTE: a publisher that splits a call into several requests may raise a 401 or 403 after an earlier
-    # request was stored; those objects go back to pending and are sent again, a no-op for TAXII.
+    # request was stored. Those objects go back to pending and are sent again, which TAXII treats as a no-op.
     if isinstance(exc, ConfigError):
         return True
     return isinstance(exc, RemoteRejectedError) and exc.status in NOTHING_STORED_STATUSES
@@ -291,22 +291,19 @@ class Outbox:
         TLP markings that each Sighting references. Returns how many rows were queued again.
         """
         key = f"sharing_destination:{target}"
-        row = self.store.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        if row is not None and row[0] == destination:
+        previous = self.store.get_meta(key)
+        if previous == destination:
             return 0
         self.store.db.execute("BEGIN IMMEDIATE")
         try:
             moved = 0
-            if row is not None:
+            if previous is not None:
                 moved = self.store.db.execute(
                     "UPDATE outbox SET status = 'pending', attempts = 0, reason = ?, updated = ? "
                     "WHERE target = ? AND status = 'published'",
                     ("queued again: the target's server or collection changed", now.timestamp(), target),
                 ).rowcount
-            self.store.db.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, destination),
-            )
+            self.store.set_meta(key, destination)
             self.store.db.execute("COMMIT")
         except BaseException:
             if self.store.db.in_transaction:
@@ -321,8 +318,7 @@ class Outbox:
         """Queue refused rows again when the target's highest TLP changed since they were refused."""
         key = f"sharing_target:{target.name}"
         fingerprint = target.max_tlp.lower()
-        row = self.store.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        if row is not None and row[0] == fingerprint:
+        if self.store.get_meta(key) == fingerprint:
             return
         refused = self.store.db.execute(
             "SELECT object_id, tlp FROM outbox WHERE target = ? AND status = 'refused' AND payload != ''",
@@ -337,10 +333,7 @@ class Outbox:
                     "UPDATE outbox SET status = ?, reason = ?, updated = ? WHERE target = ? AND object_id = ?",
                     (status, reason, now.timestamp(), target.name, object_id),
                 )
-            self.store.db.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, fingerprint),
-            )
+            self.store.set_meta(key, fingerprint)
             self.store.db.execute("COMMIT")
         except BaseException:
             if self.store.db.in_transaction:
@@ -365,7 +358,7 @@ class Outbox:
         target = publisher.name
         self._reconcile(publisher, counts, now)
 
-        # Each row goes out at most once per call: an object the target rejects now waits for the next run.
+        # ``tried`` sends each row at most once per call, so an object the target rejects waits for the next run.
         tried: set[str] = set()
         while True:
             batch = self._next_batch(target, tried)

@@ -127,8 +127,8 @@ def _outbox_rows_of(store: SqliteStore, windows: list[str]) -> list[_OutboxRow]:
     ).fetchall()
     rows = [_OutboxRow(window, target, window, status, attempts) for target, window, status, attempts, _ in own]
 
-    # TODO: prune observed objects (addresses, host names) too; they are shared between windows, so each
-    # needs a check that no kept observed-data refers to it, and their rows grow with distinct values.
+    # TODO: prune observed objects (addresses, host names) too. Windows share them, so each one needs a
+    # check that no kept observed-data refers to it; their rows grow with the distinct values seen.
     for target, window, _, _, payload in own:
         for ref in json.loads(payload).get("observed_data_refs") or []:
             held = store.db.execute(

@@ -3,8 +3,8 @@
 A Python dict from attribute UUID to event costs about 96 bytes an attribute (measured with tracemalloc
 on CPython 3.11), 96 MB at a million attributes, a third of the peak of a million-indicator sync. This index keeps
 the same map in SQLite in a temporary file instead: memory stays at SQLite's page cache (about 2 MB)
-and the file takes about 40 bytes an attribute. On the benchmark machine (docs/performance.md) placing
-a million random UUIDs took 6 s and a lookup 5.5 µs; a larger page cache (16 MB) saved a fifth of that.
+and the file takes about 40 bytes an attribute. On the benchmark machine (docs/performance.md), placing
+a million random UUIDs took 6 s and a lookup 5.5 µs. A 16 MB page cache saved only a fifth of that.
 """
 
 from __future__ import annotations

@@ -107,13 +107,22 @@ class SqliteStore(Store):
 
     # -- cursors ---------------------------------------------------------------------------------------
 
+    def get_meta(self, key: str) -> str | None:
+        """Return a value kept in the ``meta`` table (settings fingerprints, run records), or None."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Keep a value in the ``meta`` table, replacing the one before; joins the caller's transaction."""
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
     def record_source_run(self, source: str, now: datetime, objects: int | None, error: str | None) -> None:
         """Keep the time and outcome of a source's last pull, for ``stixbridge status``."""
         run = {"at": format_timestamp(now), "objects": objects, "error": error}
-        self.db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (f"source_run:{source}", json.dumps(run)),
-        )
+        self.set_meta(f"source_run:{source}", json.dumps(run))
 
     def source_runs(self, sources: list[str]) -> dict[str, dict[str, Any]]:
         """Return, per source, its checkpoint with the time it moved, and its last pull's time and outcome."""
@@ -122,8 +131,8 @@ class SqliteStore(Store):
             cursor = self.db.execute(
                 "SELECT cursor, updated_at FROM cursors WHERE name = ?", (f"source:{source}",)
             ).fetchone()
-            run = self.db.execute("SELECT value FROM meta WHERE key = ?", (f"source_run:{source}",)).fetchone()
-            last = json.loads(run[0]) if run else {}
+            run = self.get_meta(f"source_run:{source}")
+            last = json.loads(run) if run else {}
             result[source] = {
                 "checkpoint": None if cursor is None else cursor[0],
                 "checkpoint_moved": None if cursor is None else format_timestamp(from_epoch(cursor[1])),

@@ -81,8 +81,8 @@ def recheck_source(store: SqliteStore, guard: TrustGuard, source: str, now: date
     """
     key = f"trust_policy:{source}"
     fingerprint = policy_fingerprint(guard.settings.policy(source))
-    row = store.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    if row is not None and row[0] == fingerprint:
+    previous = store.get_meta(key)
+    if previous == fingerprint:
         return None
 
     result = PolicyRecheck(source)
@@ -99,11 +99,8 @@ def recheck_source(store: SqliteStore, guard: TrustGuard, source: str, now: date
         _recheck_chunk(store, guard, source, chunk, now, result)
 
     guard.take_skipped(source)
-    store.db.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, fingerprint),
-    )
-    _log(result, first=row is None)
+    store.set_meta(key, fingerprint)
+    _log(result, first=previous is None)
     return result
 
 

@@ -126,7 +126,7 @@ def test_address_in_network_indicator_is_sighted(tmp_path):
 def test_email_in_lookup_case_is_sighted(tmp_path):
     phish = indicator(8, "[email-addr:value = 'Phish@Bad-Mailer.example']")
     engine, (target,) = make_loop(tmp_path, objects=[phish])
-    # A Splunk lookup holds e-mail addresses in lower case, so its matches report them so.
+    # A Splunk lookup stores e-mail addresses in lower case, so its matches report them in lower case.
     write_sightings(tmp_path / "sightings" / "hits.jsonl", [hit("phish@bad-mailer.example", 10),
                                                           hit("Phish@Bad-Mailer.example", 5)])  # fmt: skip
 
@@ -161,7 +161,7 @@ def test_new_destination_gets_everything_again(tmp_path):
     first = {obj["id"] for call in target.calls for obj in call}
     assert target.of_type("identity")
 
-    # The partner moved its sightings collection: the new one holds nothing yet.
+    # The partner moved its sightings collection, and the new one is still empty.
     target.settings = SimpleNamespace(url="https://127.0.0.1:9/taxii2/", api_root=None, collection="new")
     target.held.clear()
     target.calls.clear()
